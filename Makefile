@@ -1,0 +1,26 @@
+# Two entry points for a fresh clone: `make demo` and `make test`. Both create .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed pyproject.toml
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/python -m cellssl_jax.demo --out demo_out
+
+test: $(BIN)/.installed-test
+	$(BIN)/ruff check cellssl_jax tests scripts configs
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) demo_out

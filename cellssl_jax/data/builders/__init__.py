@@ -1,0 +1,1 @@
+"""TFDS builders for the paper's datasets and for user image folders."""

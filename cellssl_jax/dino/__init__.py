@@ -1,0 +1,1 @@
+"""The self-supervised method (DINO) as pure functions."""

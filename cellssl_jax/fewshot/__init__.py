@@ -1,0 +1,1 @@
+"""Few-shot classification and the paper's evaluation protocols. numpy/sklearn only, never JAX."""

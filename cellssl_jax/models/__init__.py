@@ -1,0 +1,1 @@
+"""Encoders and heads (Flax Linen). Imports nothing from the package."""
