@@ -1,17 +1,21 @@
-"""Shared fixtures: where the real cells are (../shared/data, or $CELLSSL_SHARED_DATA)."""
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Root of the real-cell folders; tests using it skip when it is absent (e.g. a bare clone)."""
-    root = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "data"))
+    """The real-image folder (env CELLSSL_SHARED_DATA, default <repo>/../shared/data)."""
+    root = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
     if not root.is_dir():
-        pytest.skip(f"real cell images not found at {root} (set CELLSSL_SHARED_DATA)")
+        pytest.skip(
+            f"real data not found at {root} (set CELLSSL_SHARED_DATA to the shared/data folder)"
+        )
     return root
