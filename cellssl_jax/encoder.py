@@ -1,0 +1,134 @@
+"""The encoder file: one self-describing msgpack holding an XCiT's config, pixel stats and weights.
+
+Layout: {"meta": json string, "variables": {"params": ..., "batch_stats": ...}}. meta carries
+"arch" (variant name), "model_config" (XCiT kwargs), "mean"/"std" (per channel, pixels in [0, 1])
+and "source" (free text), so `extract` needs no other argument to use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from cellssl_jax.models.xcit import XCiT
+
+DEFAULT_ENCODER = Path(__file__).parent / "assets" / "encoder_default.msgpack"
+FORMAT_VERSION = 1
+
+
+def save_encoder(
+    path: str | Path,
+    arch: str,
+    model_config: dict,
+    variables: dict,
+    mean: Sequence[float],
+    std: Sequence[float],
+    source: str,
+) -> Path:
+    """Write an encoder file; returns its path. `model_config` must be JSON-serialisable."""
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"mean/std need 3 channels, got {list(mean)} / {list(std)}")
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "model_config": dict(model_config),
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "source": source,
+    }
+    tree = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    tree = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float32), tree)
+    payload = serialization.msgpack_serialize({"meta": json.dumps(meta), "variables": tree})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    return path
+
+
+class Encoder:
+    """A loaded encoder: `embed` uint8 images to CLS features, `forward` for the full model dict."""
+
+    def __init__(self, path: Path, meta: dict, variables: dict, sha256: str):
+        self.path = path
+        self.meta = meta
+        self.name = path.stem
+        self.sha256 = sha256
+        self.arch: str = meta["arch"]
+        self.model = XCiT(**meta["model_config"])
+        self.variables = variables
+        self.mean = np.asarray(meta["mean"], np.float32)
+        self.std = np.asarray(meta["std"], np.float32)
+        self.source: str = meta.get("source", "")
+
+    @property
+    def dim(self) -> int:
+        return self.model.embed_dim
+
+    @cached_property
+    def _forward(self):
+        model, mean, std = self.model, jnp.asarray(self.mean), jnp.asarray(self.std)
+
+        def run(variables, images):
+            x = (images.astype(jnp.float32) / 255.0 - mean) / std
+            return model.apply(variables, x, train=False)
+
+        return jax.jit(run)
+
+    def _check(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(
+                f"expected uint8 images [B, H, W, 3], got {images.dtype} {images.shape}"
+            )
+        return images
+
+    def forward(self, images_uint8: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's output dict ("cls", "patch_tokens", "cls_attention") as numpy arrays."""
+        out = self._forward(self.variables, self._check(images_uint8))
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    def embed(self, images_uint8: np.ndarray) -> np.ndarray:
+        """CLS features [B, D] float32 (after the final LayerNorm: the paper's feature)."""
+        images = self._check(images_uint8)
+        if len(images) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return np.asarray(self._forward(self.variables, images)["cls"], dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return (f"Encoder({self.name!r}, arch={self.arch}, dim={self.dim}, "
+                f"sha256={self.sha256[:12]})")
+
+
+def load_encoder(path: str | Path | None = None) -> Encoder:
+    """Load an encoder file (None: the bundled default encoder)."""
+    if path is None:
+        path = DEFAULT_ENCODER
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no bundled default encoder at {path}; pass an encoder file "
+                "(make one with `python -m cellssl_jax.convert` or by DINO training)"
+            )
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder file not found: {path}")
+    payload = path.read_bytes()
+    try:
+        blob: dict[str, Any] = serialization.msgpack_restore(payload)
+        meta = json.loads(blob["meta"])
+        variables = blob["variables"]
+        missing = {"arch", "model_config", "mean", "std"} - set(meta)
+    except Exception as err:  # msgpack/json/key errors all mean "not an encoder file"
+        raise ValueError(f"{path} is not a cellssl-jax encoder file ({err})") from err
+    if missing:
+        raise ValueError(f"{path}: encoder meta lacks {sorted(missing)}")
+    variables = jax.tree_util.tree_map(jnp.asarray, dict(variables))
+    return Encoder(path, meta, variables, hashlib.sha256(payload).hexdigest())

@@ -1,0 +1,53 @@
+"""Encoder file: save/load round trip, embedding in eval mode, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cellssl_jax.encoder import load_encoder, save_encoder
+from cellssl_jax.models.xcit import XCiT
+
+CONFIG = dict(patch_size=16, embed_dim=32, depth=1, num_heads=2, eta=1.0, tokens_norm=False)
+
+
+@pytest.fixture()
+def encoder_file(tmp_path):
+    model = XCiT(**CONFIG)
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    path = save_encoder(tmp_path / "enc.msgpack", "custom", CONFIG, variables,
+                        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), source="test init")
+    return path, model, variables
+
+
+def test_round_trip_and_embed_matches_model(encoder_file):
+    path, model, variables = encoder_file
+    enc = load_encoder(path)
+    assert enc.name == "enc" and enc.dim == 32 and enc.arch == "custom"
+    assert enc.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert enc.source == "test init"
+    np.testing.assert_array_equal(enc.mean, [0.5] * 3)
+    images = np.random.default_rng(0).integers(0, 256, (3, 48, 40, 3), dtype=np.uint8)
+    feats = enc.embed(images)
+    assert feats.shape == (3, 32) and feats.dtype == np.float32
+    ref = model.apply(variables, images.astype(np.float32) / 127.5 - 1.0)["cls"]
+    np.testing.assert_allclose(feats, ref, atol=1e-5)
+    out = enc.forward(images)
+    assert out["cls_attention"].shape == (3, 2, 3, 3)
+    assert enc.embed(np.zeros((0, 48, 40, 3), np.uint8)).shape == (0, 32)
+
+
+def test_bad_inputs_raise_clear_errors(encoder_file, tmp_path):
+    enc = load_encoder(encoder_file[0])
+    with pytest.raises(ValueError, match="uint8 images"):
+        enc.embed(np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_encoder(tmp_path / "nope.msgpack")
+    junk = tmp_path / "junk.msgpack"
+    junk.write_bytes(b"not msgpack at all")
+    with pytest.raises(ValueError, match="not a cellssl-jax encoder"):
+        load_encoder(junk)

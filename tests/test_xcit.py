@@ -1,0 +1,89 @@
+"""XCiT model tests that need no torch: shapes, train mode, dtype, parameter counts."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cellssl_jax.models.xcit import XCIT_VARIANTS, XCiT, depthwise_conv3x3, xcit
+
+TINY = dict(patch_size=8, embed_dim=32, depth=2, num_heads=4, eta=1.0, tokens_norm=True)
+
+
+def _init(model: XCiT, shape=(2, 40, 48, 3)):
+    x = jax.random.normal(jax.random.PRNGKey(1), shape)
+    return model.init(jax.random.PRNGKey(0), x), x
+
+
+def test_output_shapes_non_square_and_odd_sizes():
+    model = XCiT(**TINY)
+    variables, _ = _init(model)
+    # 45 x 51 is not a multiple of 8: each stride-2 conv maps a side to ceil(side / 2).
+    x = jnp.ones((3, 45, 51, 3))
+    out = model.apply(variables, x)
+    assert out["cls"].shape == (3, 32)
+    assert out["patch_tokens"].shape == (3, 6 * 7, 32)
+    assert out["cls_attention"].shape == (3, 4, 6, 7)
+    # class attention is a softmax over CLS + patches: the patch part sums to < 1 per head
+    sums = np.asarray(out["cls_attention"].sum(axis=(2, 3)))
+    assert np.all(sums > 0) and np.all(sums < 1)
+
+
+def test_train_mode_updates_batch_stats_and_uses_dropout_rng():
+    model = XCiT(**TINY, drop_path_rate=0.5)
+    variables, x = _init(model)
+    out, updates = model.apply(variables, x, train=True, mutable=["batch_stats"],
+                               rngs={"dropout": jax.random.PRNGKey(2)})
+    before = jax.tree_util.tree_leaves(variables["batch_stats"])
+    after = jax.tree_util.tree_leaves(updates["batch_stats"])
+    assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
+    out2, _ = model.apply(variables, x, train=True, mutable=["batch_stats"],
+                          rngs={"dropout": jax.random.PRNGKey(3)})
+    assert not np.allclose(out["cls"], out2["cls"])  # different stochastic-depth masks
+    # eval mode is deterministic and needs no rng
+    e1, e2 = model.apply(variables, x), model.apply(variables, x)
+    np.testing.assert_array_equal(e1["cls"], e2["cls"])
+
+
+def test_batchnorm_tracks_unbiased_variance_like_torch():
+    model = XCiT(**TINY)
+    variables, x = _init(model)
+    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    # first patch-embed conv output, recomputed by hand
+    kernel = variables["params"]["patch_embed"]["conv_0"]["kernel"]
+    y = jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = np.asarray(y).reshape(-1, y.shape[-1])
+    stats = updates["batch_stats"]["patch_embed"]["bn_0"]
+    np.testing.assert_allclose(stats["mean"], 0.1 * y.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * y.var(0, ddof=1), rtol=1e-4)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    model = XCiT(**TINY, dtype=jnp.bfloat16)
+    variables, x = _init(model)
+    assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables))
+    out = model.apply(variables, x)
+    ref = XCiT(**TINY).apply(variables, x)
+    assert out["cls"].dtype == jnp.bfloat16
+    assert np.abs(np.asarray(out["cls"], np.float32) - np.asarray(ref["cls"])).max() < 0.1
+
+
+def test_depthwise_conv_matches_grouped_conv():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 6))
+    k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 6))
+    ref = jax.lax.conv_general_dilated(x, k[:, :, None, :], (1, 1), ((1, 1), (1, 1)),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                       feature_group_count=6)
+    np.testing.assert_allclose(depthwise_conv3x3(x, k), ref, atol=1e-5)
+
+
+def test_variant_registry_and_overrides():
+    assert len(XCIT_VARIANTS) == 14
+    m = xcit("xcit_small_12_p8", drop_path_rate=0.1)
+    assert (m.patch_size, m.embed_dim, m.depth, m.num_heads, m.tokens_norm) == (8, 384, 12, 8, True)
+    assert m.drop_path_rate == 0.1
+    with pytest.raises(ValueError, match="unknown XCiT variant"):
+        xcit("xcit_huge_99_p4")
