@@ -220,3 +220,13 @@ def test_eight_fake_cpu_devices(cell_folder):
         timeout=300,
     )
     assert out.returncode == 0 and "OK8" in out.stdout, out.stderr[-2000:]
+
+
+def test_folder_source_check_drops_unreadable(cell_folder):
+    (cell_folder / "EOS" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (cell_folder / "EOS" / "empty.jpg").write_bytes(b"")
+    assert len(FolderSource(cell_folder)) == 17  # unchecked: listed, would fail on decode
+    source = FolderSource(cell_folder, check=True)
+    assert len(source) == 15 and len(source.folder.labels) == 15
+    assert sorted(p.name for p, _ in source.skipped) == ["broken.png", "empty.jpg"]
+    assert all(source[i]["image"].ndim == 3 for i in range(len(source)))

@@ -11,17 +11,21 @@ GIL) with a few batches in flight. JAX is imported only to ask for device/proces
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from cellssl_jax.data.images import read_rgb, scan_folder
+from cellssl_jax.data.images import UnreadableImage, read_rgb, scan_folder
+
+log = logging.getLogger(__name__)
 
 
 def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -34,10 +38,30 @@ def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class FolderSource:
-    """A folder of cells (class sub-folders or flat) as a source, decoded on access."""
+    """A folder of cells (class sub-folders or flat) as a source, decoded on access.
 
-    def __init__(self, root: str | Path):
-        self.folder = scan_folder(root)
+    With `check=True` every file is decoded once up front and unreadable ones (truncated,
+    zero-byte, not an image) are dropped with a warning and kept in `.skipped` as
+    (path, reason), so a long job does not stop on the one bad file of a lab's folder.
+    """
+
+    def __init__(self, root: str | Path, check: bool = False, workers: int | None = None):
+        folder = scan_folder(root)
+        self.skipped: list[tuple[Path, str]] = []
+        if check:
+            with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+                reasons = list(pool.map(_unreadable_reason, folder.paths))
+            keep = [r is None for r in reasons]
+            for path, reason in zip(folder.paths, reasons, strict=True):
+                if reason is not None:
+                    log.warning("skipping unreadable image %s: %s", path, reason)
+                    self.skipped.append((path, reason))
+            folder = replace(
+                folder,
+                paths=[p for p, k in zip(folder.paths, keep, strict=True) if k],
+                labels=folder.labels[np.asarray(keep, dtype=bool)],
+            )
+        self.folder = folder
 
     @property
     def class_names(self) -> list[str]:
@@ -53,6 +77,14 @@ class FolderSource:
             "label": int(self.folder.labels[i]),
             "file_name": str(path),
         }
+
+
+def _unreadable_reason(path: Path) -> str | None:
+    try:
+        read_rgb(path)
+    except UnreadableImage as err:
+        return err.reason
+    return None
 
 
 def _text(value) -> str:
@@ -154,7 +186,8 @@ def host_batches(
     Steps are global: step s holds indices [s*G, (s+1)*G) of its epoch's order (G = P * L *
     process_count); host p takes the p-th contiguous slice of it. With drop_remainder=False
     the last step of an epoch is padded (zero images, label -1, mask False) so every example
-    is seen once (feature extraction); training keeps the default. num_epochs=None repeats
+    is seen once; with shuffle=False too, unmasked examples come in source order (feature
+    extraction). Training keeps the defaults. num_epochs=None repeats
     forever. start_step resumes exactly at that global step.
     """
     local_devices, process_index, process_count = _device_layout(
