@@ -19,3 +19,40 @@ def shared_data() -> Path:
             f"real data not found at {root} (set CELLSSL_SHARED_DATA to the shared/data folder)"
         )
     return root
+
+
+@pytest.fixture(scope="session")
+def timm_xcit():
+    """Factory for random-weight timm XCiTs in eval mode, made hard to match by accident:
+    BatchNorm running stats and affine, temperatures and layer scales are all randomised.
+    Attention runs unfused (TIMM_FUSED_ATTN=0) so the class-attention map can be hooked."""
+    os.environ["TIMM_FUSED_ATTN"] = "0"
+    import timm
+    import torch
+
+    timm.layers.set_fused_attn(False)
+
+    def make(name: str, seed: int = 0, **kwargs):
+        torch.manual_seed(seed)
+        model = timm.create_model(f"{name}_224", pretrained=False, num_classes=0, **kwargs)
+        gen = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for module in model.modules():
+                if hasattr(module, "fused_attn"):
+                    module.fused_attn = False
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.running_mean.normal_(0.0, 0.5, generator=gen)
+                    module.running_var.uniform_(0.5, 2.0, generator=gen)
+                    module.weight.normal_(1.0, 0.2, generator=gen)
+                    module.bias.normal_(0.0, 0.2, generator=gen)
+            for module in model.modules():  # timm's std-0.02 init makes features input-blind
+                if isinstance(module, torch.nn.Linear):
+                    module.weight.normal_(0.0, module.in_features**-0.5, generator=gen)
+            for pname, p in model.named_parameters():
+                if "temperature" in pname or "gamma" in pname:
+                    p.uniform_(0.5, 1.5, generator=gen)
+                elif pname.endswith("bias") or pname == "cls_token":
+                    p.normal_(0.0, 0.1, generator=gen)
+        return model.eval()
+
+    return make

@@ -87,3 +87,32 @@ def test_variant_registry_and_overrides():
     assert m.drop_path_rate == 0.1
     with pytest.raises(ValueError, match="unknown XCiT variant"):
         xcit("xcit_huge_99_p4")
+
+
+# timm 1.0.31 backbone parameter counts (num_classes=0, so no classifier head), made with:
+#   with torch.device("meta"): m = timm.create_model(name + "_224", num_classes=0)
+#   sum(p.numel() for p in m.parameters())
+TIMM_PARAM_COUNTS = {
+    "xcit_nano_12_p16": 2924224,
+    "xcit_tiny_12_p16": 6523272,
+    "xcit_tiny_24_p16": 11923896,
+    "xcit_small_12_p16": 25868304,
+    "xcit_small_24_p16": 47286384,
+    "xcit_medium_24_p16": 83882752,
+    "xcit_large_24_p16": 188327136,
+    "xcit_nano_12_p8": 2920016,
+    "xcit_tiny_12_p8": 6513504,
+    "xcit_tiny_24_p8": 11914128,
+    "xcit_small_12_p8": 25828032,
+    "xcit_small_24_p8": 47246112,
+    "xcit_medium_24_p8": 83810624,
+    "xcit_large_24_p8": 188163648,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIMM_PARAM_COUNTS))
+def test_parameter_count_matches_timm(name):
+    model = xcit(name)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    count = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(shapes["params"]))
+    assert count == TIMM_PARAM_COUNTS[name]
