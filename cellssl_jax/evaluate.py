@@ -1,0 +1,211 @@
+"""The paper's evaluation protocols on features files (no JAX needed).
+
+  python -m cellssl_jax.evaluate fewshot --train F.npz --split 0.7 --out DIR
+  python -m cellssl_jax.evaluate fewshot --train A.npz --test B.npz --n 5,50 --out DIR
+  python -m cellssl_jax.evaluate transfer --source BM.npz --target BLOOD.npz \
+      --map matek_bm->matek_blood --out DIR
+
+Writes results.csv, summary.json, report.md, curve.png and confusion/*.png under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cellssl_jax.fewshot.classes import DATASETS
+from cellssl_jax.fewshot.classifiers import CLASSIFIERS, PRESETS
+from cellssl_jax.fewshot.features import Features, load_features
+from cellssl_jax.fewshot.protocols import (
+    DEFAULT_N,
+    Evaluation,
+    direct_transfer,
+    fewshot_curve,
+    require_labels,
+)
+from cellssl_jax.fewshot.report import write_report
+from cellssl_jax.fewshot.sampling import stratified_split
+
+log = logging.getLogger("cellssl_jax.evaluate")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _dataset_map(text: str) -> tuple[str, str]:
+    source, sep, target = text.partition("->")
+    if not sep or source not in DATASETS or target not in DATASETS:
+        raise argparse.ArgumentTypeError(
+            f"expected <source>-><target> with datasets from {', '.join(DATASETS)}, got {text!r}"
+        )
+    return source, target
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"split must be a fraction in (0, 1), got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cellssl_jax.evaluate", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="protocol", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out", type=Path, required=True, help="output folder")
+    common.add_argument(
+        "--classifiers",
+        type=_name_list,
+        default=list(CLASSIFIERS),
+        help=f"comma-separated, from {','.join(CLASSIFIERS)} (default: all)",
+    )
+    common.add_argument("--preset", default="paper-code", help=f"one of {', '.join(PRESETS)}")
+    common.add_argument("--repeats", type=int, default=100, help="repetitions (default 100)")
+    common.add_argument("--seed", type=int, default=0, help="seeds split and every repetition")
+    common.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)"
+    )
+    common.add_argument(
+        "--split",
+        type=_fraction,
+        default=None,
+        help="train fraction of a stratified seeded split (paper: 0.7)",
+    )
+
+    few = sub.add_parser(
+        "fewshot",
+        parents=[common],
+        help="domain-adaptation curve",
+        description="Fit on n labelled train cells per class, score on the test cells. With "
+        "--split, one file is split into train/test; otherwise --test is required.",
+    )
+    few.add_argument("--train", type=Path, required=True, help="features file (.npz)")
+    few.add_argument("--test", type=Path, help="features file (.npz) scored")
+    few.add_argument(
+        "--n",
+        type=_int_list,
+        default=None,
+        help=f"cells per class (default {','.join(map(str, DEFAULT_N))}; defaults larger than "
+        "every class are allowed and use all cells, explicit ones are an error)",
+    )
+
+    tr = sub.add_parser(
+        "transfer",
+        parents=[common],
+        help="direct transfer with probability masking",
+        description="Fit on n source cells per class, predict target cells restricted to the "
+        "source classes that exist in the target. With --split, the source's train part "
+        "and the target's test part are used.",
+    )
+    tr.add_argument("--source", type=Path, required=True, help="source features (.npz)")
+    tr.add_argument("--target", type=Path, required=True, help="target features (.npz)")
+    tr.add_argument(
+        "--map",
+        type=_dataset_map,
+        required=True,
+        help=f"<source>-><target> dataset names ({', '.join(DATASETS)})",
+    )
+    tr.add_argument("--n", type=int, default=250, help="source cells per class (default 250)")
+    return parser
+
+
+def _part(feats: Features, fraction: float | None, seed: int, which: int) -> Features:
+    """The train (which=0) or test (which=1) part of a seeded stratified split."""
+    if fraction is None:
+        return feats
+    require_labels(feats, "input")
+    labelled = feats.subset(feats.labelled.nonzero()[0])
+    return labelled.subset(stratified_split(labelled.labels, fraction, seed)[which])
+
+
+def run(args: argparse.Namespace) -> Evaluation:
+    """Load the inputs named by `args` and run the chosen protocol."""
+    common = dict(
+        classifiers=args.classifiers,
+        preset=args.preset,
+        repeats=args.repeats,
+        seed=args.seed,
+        jobs=args.jobs,
+    )
+    if args.protocol == "fewshot":
+        if (args.test is None) == (args.split is None):
+            raise ValueError("give either --test B.npz or --split FRACTION (not both, not neither)")
+        data = first = load_features(args.train)
+        train = _part(data, args.split, args.seed, 0)
+        test = load_features(args.test) if args.test else _part(data, args.split, args.seed, 1)
+        ev = fewshot_curve(
+            train,
+            test,
+            n_values=args.n or DEFAULT_N,
+            allow_saturated=args.n is None,
+            **common,
+        )
+        ev.inputs = {"train": str(args.train), "test": str(args.test or args.train)}
+        if args.split:
+            ev.inputs["split"] = f"{args.split} train / {1 - args.split:.2g} test, stratified"
+    else:
+        first = load_features(args.source)
+        source = _part(first, args.split, args.seed, 0)
+        target = _part(load_features(args.target), args.split, args.seed, 1)
+        ev = direct_transfer(source, target, *args.map, n_per_class=args.n, **common)
+        ev.inputs = {"source": str(args.source), "target": str(args.target)}
+        ev.inputs["map"] = "->".join(args.map)
+    ev.inputs["encoder"] = f"{first.encoder} (sha256 {first.encoder_sha256[:12] or 'n/a'})"
+    return ev
+
+
+@contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    """Log the package's INFO messages to stderr and to `path` for the duration of a job."""
+    logger = logging.getLogger("cellssl_jax")
+    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(path)]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with _logging_to(args.out / "evaluate.log"):
+        start = time.perf_counter()
+        try:
+            ev = run(args)
+        except (ValueError, FileNotFoundError) as err:
+            log.error("%s", err)
+            raise SystemExit(f"error: {err}") from None
+        log.info("%s protocol done in %.1f s", ev.protocol, time.perf_counter() - start)
+        for path in write_report(ev, args.out):
+            log.info("wrote %s", path)
+
+
+if __name__ == "__main__":
+    main()

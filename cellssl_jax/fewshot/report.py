@@ -1,0 +1,196 @@
+"""Reports of an Evaluation: results.csv, summary.json, report.md, curve.png, confusion PNGs.
+
+Fractions (0-1) in csv/json; percentages in report.md, like the paper's tables. Standard
+deviations are over repetitions (numpy's default, ddof=0).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cellssl_jax.fewshot.protocols import Evaluation, Run  # noqa: E402
+
+
+def _groups(ev: Evaluation) -> dict[tuple[str, int], list[Run]]:
+    """Runs keyed by (classifier, n), in the order they were produced."""
+    out: dict[tuple[str, int], list[Run]] = {}
+    for run in ev.runs:
+        out.setdefault((run.classifier, run.n_per_class), []).append(run)
+    return out
+
+
+def summarise(ev: Evaluation) -> list[dict]:
+    """One object per (classifier, n): means and stds over repetitions, mean confusion."""
+    rows = []
+    for (name, n), runs in _groups(ev).items():
+        ba = np.array([ev.balanced_accuracy(r) for r in runs])
+        sens = np.array([ev.sensitivities(r) for r in runs])
+        sup = [ev.superclass_sensitivities(r) for r in runs]
+        conf = np.mean([_row_normalised(r.confusion) for r in runs], axis=0)
+        row = {
+            "protocol": ev.protocol,
+            "preset": ev.preset,
+            "classifier": name,
+            "n_per_class": n,
+            "repeats": len(runs),
+            "mean_train_cells": float(np.mean([r.n_train for r in runs])),
+            "balanced_accuracy_mean": float(ba.mean()),
+            "balanced_accuracy_std": float(ba.std()),
+            "per_class_sensitivity_mean": _named(ev.class_names, _nanmean(sens)),
+            "per_class_sensitivity_std": _named(ev.class_names, _nanstd(sens)),
+            "confusion_mean": np.round(conf, 6).tolist(),
+        }
+        if ev.superclasses:
+            values = {s: np.array([d[s] for d in sup]) for s in ev.superclasses}
+            row["superclass_sensitivity_mean"] = {s: float(v.mean()) for s, v in values.items()}
+            row["superclass_sensitivity_std"] = {s: float(v.std()) for s, v in values.items()}
+        rows.append(row)
+    return rows
+
+
+def _nanmean(a: np.ndarray) -> np.ndarray:
+    mask = ~np.isnan(a)
+    counts = mask.sum(axis=0)
+    sums = np.where(mask, a, 0.0).sum(axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _nanstd(a: np.ndarray) -> np.ndarray:
+    mean = _nanmean(a)
+    return np.sqrt(_nanmean((a - mean) ** 2))
+
+
+def _named(names: list[str], values: np.ndarray) -> dict[str, float | None]:
+    return {c: (None if np.isnan(v) else float(v)) for c, v in zip(names, values, strict=True)}
+
+
+def _row_normalised(conf: np.ndarray) -> np.ndarray:
+    totals = conf.sum(axis=1, keepdims=True)
+    return np.divide(conf, totals, out=np.zeros(conf.shape), where=totals > 0)
+
+
+def write_results_csv(ev: Evaluation, path: Path) -> Path:
+    """One row per classifier x n x repetition: balanced accuracy and each class's sensitivity."""
+    sup_names = list(ev.superclasses)
+    header = ["protocol", "preset", "classifier", "n_per_class", "repetition", "seed", "n_train"]
+    header += ["balanced_accuracy"] + [f"sensitivity:{c}" for c in ev.class_names]
+    header += [f"superclass_sensitivity:{s}" for s in sup_names]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for r in ev.runs:
+            sup = ev.superclass_sensitivities(r)
+            writer.writerow(
+                [ev.protocol, ev.preset, r.classifier, r.n_per_class, r.repetition, ev.seed]
+                + [r.n_train, f"{ev.balanced_accuracy(r):.6f}"]
+                + [f"{v:.6f}" for v in ev.sensitivities(r)]
+                + [f"{sup[s]:.6f}" for s in sup_names]
+            )
+    return path
+
+
+def _pct(mean: float | None, std: float | None) -> str:
+    return "–" if mean is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def write_report_md(ev: Evaluation, summary: list[dict], path: Path) -> Path:
+    """Tables like the paper's: per-class sensitivity mean ± std, balanced accuracy last."""
+    lines = [f"# {ev.protocol} evaluation", ""]
+    lines += [f"- classifier preset: `{ev.preset}`", f"- seed: {ev.seed}"]
+    lines += [f"- {k}: {v}" for k, v in ev.inputs.items()]
+    lines += [f"- note: {note}" for note in ev.notes]
+    lines += ["", "Sensitivity per class and balanced accuracy (%, mean ± std over repetitions)."]
+    if ev.superclasses:
+        lines += ["Superclass rows (*) are reported but not part of the balanced accuracy."]
+    for name in dict.fromkeys(r["classifier"] for r in summary):
+        rows = [r for r in summary if r["classifier"] == name]
+        lines += ["", f"## {name}", ""]
+        lines += ["| class | " + " | ".join(f"n={r['n_per_class']}" for r in rows) + " |"]
+        lines += ["|---|" + "---|" * len(rows)]
+        for c in ev.class_names:
+            cells = [
+                _pct(r["per_class_sensitivity_mean"][c], r["per_class_sensitivity_std"][c])
+                for r in rows
+            ]
+            lines += [f"| {c} | " + " | ".join(cells) + " |"]
+        for s in ev.superclasses:
+            cells = [
+                _pct(r["superclass_sensitivity_mean"][s], r["superclass_sensitivity_std"][s])
+                for r in rows
+            ]
+            lines += [f"| {s} (*) | " + " | ".join(cells) + " |"]
+        cells = [_pct(r["balanced_accuracy_mean"], r["balanced_accuracy_std"]) for r in rows]
+        lines += ["| **balanced accuracy** | " + " | ".join(f"**{c}**" for c in cells) + " |"]
+        lines += ["| repetitions | " + " | ".join(str(r["repeats"]) for r in rows) + " |"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plot_curve(ev: Evaluation, summary: list[dict], path: Path) -> Path:
+    """Balanced accuracy vs labelled cells per class, one line per classifier (like Fig. 4)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in dict.fromkeys(r["classifier"] for r in summary):
+        rows = sorted(
+            (r for r in summary if r["classifier"] == name), key=lambda r: r["n_per_class"]
+        )
+        n = np.array([r["n_per_class"] for r in rows])
+        m = 100 * np.array([r["balanced_accuracy_mean"] for r in rows])
+        s = 100 * np.array([r["balanced_accuracy_std"] for r in rows])
+        ax.plot(n, m, marker="o", label=name.upper())
+        ax.fill_between(n, m - s, m + s, alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled cells per class")
+    ax.set_ylabel("balanced accuracy (%)")
+    ax.set_title(f"{ev.protocol} ({ev.preset})")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(names: list[str], conf: np.ndarray, title: str, path: Path) -> Path:
+    """A row-normalised mean confusion matrix (rows: true class) as a heat map."""
+    size = 2.5 + 0.45 * len(names)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(conf, vmin=0, vmax=1, cmap="Blues")
+    for i, j in np.ndindex(conf.shape):
+        color = "white" if conf[i, j] > 0.5 else "black"
+        ax.text(j, i, f"{100 * conf[i, j]:.0f}", ha="center", va="center", fontsize=7, color=color)
+    ax.set_xticks(range(len(names)), names, rotation=90)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(ev: Evaluation, out_dir: str | Path) -> list[Path]:
+    """Write every output of an evaluation under `out_dir`; returns the paths written."""
+    out = Path(out_dir)
+    (out / "confusion").mkdir(parents=True, exist_ok=True)
+    summary = summarise(ev)
+    written = [write_results_csv(ev, out / "results.csv")]
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    written += [out / "summary.json", write_report_md(ev, summary, out / "report.md")]
+    written.append(plot_curve(ev, summary, out / "curve.png"))
+    for row in summary:
+        name, n = row["classifier"], row["n_per_class"]
+        title = f"{name.upper()}, n={n}/class, mean of {row['repeats']} ({ev.preset})"
+        conf = np.array(row["confusion_mean"])
+        written.append(
+            plot_confusion(ev.class_names, conf, title, out / f"confusion/{name}_n{n}.png")
+        )
+    return written

@@ -1,0 +1,103 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from cellssl_jax.evaluate import main
+from cellssl_jax.fewshot.features import save_features
+
+
+def _write(path, names, counts, dim=8, seed=0, labelled=True):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(names)), counts)
+    centres = np.random.default_rng(42).normal(size=(len(names), dim)) * 3
+    x = centres[labels] + rng.normal(size=(len(labels), dim))
+    save_features(
+        path,
+        x,
+        labels if labelled else np.full(len(labels), -1),
+        names,
+        [f"img{i}.jpg" for i in range(len(labels))],
+        "toy",
+        "ab" * 32,
+    )
+    return path
+
+
+@pytest.fixture
+def toy(tmp_path):
+    return _write(tmp_path / "toy.npz", ["eosinophil", "lymphocyte", "neutrophil"], [30, 20, 6])
+
+
+def test_fewshot_split_writes_every_output(toy, tmp_path):
+    out = tmp_path / "out"
+    main(
+        ["fewshot", "--train", str(toy), "--split", "0.7", "--n", "2,5,10", "--repeats", "3"]
+        + ["--jobs", "1", "--out", str(out)]
+    )
+    for name in ["results.csv", "summary.json", "report.md", "curve.png", "evaluate.log"]:
+        assert (out / name).stat().st_size > 0, name
+    assert len(list((out / "confusion").glob("*.png"))) == 3 * 3
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 3 * 3 * 3
+    assert {"balanced_accuracy", "sensitivity:neutrophil", "repetition", "seed"} <= set(rows[0])
+    summary = json.loads((out / "summary.json").read_text())
+    first = summary[0]
+    assert first["repeats"] == 3 and first["preset"] == "paper-code"
+    for key in ["classifier", "n_per_class", "balanced_accuracy_mean", "balanced_accuracy_std"]:
+        assert key in first
+    assert set(first["per_class_sensitivity_mean"]) == {"eosinophil", "lymphocyte", "neutrophil"}
+    ba = [float(r["balanced_accuracy"]) for r in rows if r["classifier"] == first["classifier"]]
+    assert first["balanced_accuracy_mean"] == pytest.approx(np.mean(ba[:3]), abs=1e-6)
+    report = (out / "report.md").read_text()
+    assert "paper-code" in report and "**balanced accuracy**" in report and "n=10" in report
+
+
+def test_transfer_cli(tmp_path):
+    src = _write(tmp_path / "bm.npz", ["EOS", "LYT", "NGB", "NGS"], [20, 20, 20, 20])
+    tgt = _write(tmp_path / "pbc.npz", ["eosinophil", "lymphocyte", "platelet"], [9, 9, 9], seed=1)
+    out = tmp_path / "tr"
+    main(
+        ["transfer", "--source", str(src), "--target", str(tgt), "--map", "matek_bm->acevedo"]
+        + [
+            "--n",
+            "5",
+            "--repeats",
+            "2",
+            "--jobs",
+            "1",
+            "--classifiers",
+            "svm,lr",
+            "--out",
+            str(out),
+        ]
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["classifier"] for s in summary] == ["svm", "lr"]
+    assert set(summary[0]["per_class_sensitivity_mean"]) == {"eosinophil", "lymphocyte"}
+    assert "platelet" in (out / "report.md").read_text()  # named as not scored
+
+
+def _error(argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return str(info.value.code)
+
+
+def test_bad_input_gives_clear_errors(toy, tmp_path):
+    out = ["--out", str(tmp_path / "e"), "--repeats", "1", "--jobs", "1"]
+    flat = _write(tmp_path / "flat.npz", ["a"], [10], labelled=False)
+    assert "have no labels" in _error(["fewshot", "--train", str(flat), "--split", "0.7"] + out)
+    msg = _error(["fewshot", "--train", str(toy), "--split", "0.7", "--n", "500"] + out)
+    assert "larger than every class" in msg
+    msg = _error(["fewshot", "--train", str(toy), "--split", "0.7", "--classifiers", "rf"] + out)
+    assert "unknown classifier" in msg
+    wide = _write(tmp_path / "wide.npz", ["eosinophil", "lymphocyte"], [5, 5], dim=16)
+    msg = _error(["fewshot", "--train", str(toy), "--test", str(wide), "--n", "5"] + out)
+    assert "feature dimensions differ" in msg
+    assert "does not exist" in _error(["fewshot", "--train", "nope.npz", "--split", "0.7"] + out)
+    assert "either --test" in _error(["fewshot", "--train", str(toy)] + out)
+    bad_map = ["transfer", "--source", str(toy), "--target", str(toy), "--map", "bm->x"]
+    with pytest.raises(SystemExit):  # argparse rejects it (exit code 2, message on stderr)
+        main(bad_map + out)
