@@ -1,0 +1,346 @@
+"""Feature extraction: an encoder (or the colour-histogram baseline) over a dataset -> npz.
+
+  python -m cellssl_jax.extract --images DIR --out F.npz                 # bundled encoder
+  python -m cellssl_jax.extract --images tfds:acevedo/test --data_dir D --out F.npz
+  python -m cellssl_jax.extract --images DIR --features colorhist --out F.npz
+
+Image size: by default each image keeps its native size, with height and width each rounded
+to the nearest multiple of 32 (a multiple of both patch sizes, 8 and 16) and resized to it, so
+a dataset of one native size compiles one shape (Acevedo 360x363 -> 352x352, Matek BM 250 ->
+256, Raabin 575 -> 576). `--image_size S` resizes everything to S x S instead. Every batch is
+padded to `--batch_size`, so each image shape compiles once.
+
+Resumable: every `--save_every` seconds the rows done so far go to `<out>.partial.npz`; a rerun
+with the same arguments continues from there. Unreadable images are skipped, listed in the npz
+(`skipped`) and in `<out stem>.skipped.csv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from cellssl_jax import colorhist
+from cellssl_jax.data.images import UnreadableImage
+from cellssl_jax.data.pipeline import FolderSource, resize_rgb, tfds_source
+from cellssl_jax.fewshot.features import save_features
+
+log = logging.getLogger("cellssl_jax.extract")
+
+BUCKET = 32  # native sizes are rounded to multiples of this (divisible by patch 8 and 16)
+CHUNK_BATCHES = 8  # images are read and finished in chunks of this many batches
+
+
+def bucket_size(height: int, width: int, step: int = BUCKET) -> tuple[int, int]:
+    """Native size rounded to the nearest multiple of `step` (at least `step`)."""
+    return max(step, round(height / step) * step), max(step, round(width / step) * step)
+
+
+def open_source(spec: str, data_dir: str | None):
+    """A folder path or `tfds:<name>/<split>` -> (source, description)."""
+    if spec.startswith("tfds:"):
+        name, sep, split = spec[len("tfds:") :].rpartition("/")
+        if not sep or not name or not split:
+            raise ValueError(f"expected tfds:<name>/<split>, got {spec!r}")
+        return tfds_source(name, split, data_dir)
+    return FolderSource(spec)
+
+
+def _item_id(source, index: int, item: dict | None, spec: str) -> str:
+    folder = getattr(source, "folder", None)  # FolderSource knows its paths without reading
+    if folder is not None:
+        return str(folder.paths[index])
+    if item is not None and (item.get("file_name") or item.get("id")):
+        return str(item.get("file_name") or item.get("id"))
+    return f"{spec}#{index}"
+
+
+class Extractor:
+    """Turns uint8 images of any size into feature rows, batching by (bucketed) shape."""
+
+    def __init__(
+        self, kind: str, encoder=None, batch_size: int = 32, image_size: int | None = None
+    ):
+        self.kind, self.encoder, self.batch_size = kind, encoder, batch_size
+        self.image_size = image_size
+        self.shapes: set[tuple[int, int]] = set()
+        if kind == "xcit":
+            self.name, self.sha256, self.dim = encoder.name, encoder.sha256, encoder.dim
+            patch = encoder.model.patch_size
+            self.step = math.lcm(BUCKET, patch)
+            if image_size is not None and image_size % patch:
+                raise ValueError(f"--image_size {image_size} is not a multiple of patch {patch}")
+        else:
+            self.name, self.sha256, self.dim = colorhist.NAME, "", 3 * colorhist.BINS
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Per-image work done in the reader threads (resize or histogram)."""
+        if self.kind == "colorhist":
+            return colorhist.colour_histogram(image)
+        h, w = image.shape[:2]
+        size = (self.image_size,) * 2 if self.image_size else bucket_size(h, w, self.step)
+        return resize_rgb(image, size)
+
+    def __call__(self, prepared: list[np.ndarray]) -> np.ndarray:
+        """Feature rows [len(prepared), D] in input order."""
+        out = np.zeros((len(prepared), self.dim), np.float32)
+        if self.kind == "colorhist":
+            return np.stack(prepared) if prepared else out
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(prepared):
+            by_shape.setdefault(img.shape[:2], []).append(i)
+        for shape, rows in by_shape.items():
+            if shape not in self.shapes:
+                log.info("compiling the encoder for %dx%d images", *shape)
+                self.shapes.add(shape)
+            for start in range(0, len(rows), self.batch_size):
+                part = rows[start : start + self.batch_size]
+                batch = np.stack([prepared[i] for i in part])
+                if len(part) < self.batch_size:  # pad: one compiled shape per image size
+                    pad = np.repeat(batch[-1:], self.batch_size - len(part), axis=0)
+                    batch = np.concatenate([batch, pad])
+                out[part] = self.encoder.embed(batch)[: len(part)]
+        return out
+
+
+class Partial:
+    """Rows finished so far, saved to / resumed from `<out>.partial.npz`."""
+
+    def __init__(self, out: Path, fingerprint: dict):
+        self.path = out.with_name(out.name + ".partial.npz")
+        self.fingerprint = json.dumps(fingerprint, sort_keys=True)
+        self.next_index = 0
+        self.features: list[np.ndarray] = []
+        self.labels: list[int] = []
+        self.ids: list[str] = []
+        self.skipped: list[tuple[str, str]] = []
+
+    def resume(self) -> bool:
+        if not self.path.exists():
+            return False
+        with np.load(self.path, allow_pickle=False) as data:
+            if str(data["fingerprint"]) != self.fingerprint:
+                raise ValueError(
+                    f"{self.path} belongs to a run with other arguments or inputs "
+                    f"({data['fingerprint']}); delete it to start over"
+                )
+            self.next_index = int(data["next_index"])
+            self.features = list(data["features"])
+            self.labels = data["labels"].tolist()
+            self.ids = data["ids"].tolist()
+            self.skipped = [tuple(s) for s in data["skipped"].reshape(-1, 2).tolist()]
+        return True
+
+    def save(self, dim: int) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp.npz")
+        feats = np.stack(self.features) if self.features else np.zeros((0, dim), np.float32)
+        np.savez(
+            tmp,
+            fingerprint=np.asarray(self.fingerprint),
+            next_index=np.asarray(self.next_index),
+            features=feats,
+            labels=np.asarray(self.labels, dtype=np.int64),
+            ids=np.asarray(self.ids, dtype=str),
+            skipped=np.asarray(self.skipped, dtype=str).reshape(-1, 2),
+        )
+        tmp.replace(self.path)
+
+
+def _read(source, index: int, prepare: Callable[[np.ndarray], np.ndarray]):
+    """(item without pixels, prepared image) or (None, reason) for an unreadable image."""
+    try:
+        item = source[index]
+    except UnreadableImage as err:
+        return None, err.reason
+    image = np.asarray(item.pop("image"))
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    return item, prepare(image[..., :3].astype(np.uint8, copy=False))
+
+
+def _chunks(n: int, start: int, size: int) -> Iterator[range]:
+    for lo in range(start, n, size):
+        yield range(lo, min(n, lo + size))
+
+
+def extract(
+    source,
+    spec: str,
+    extractor: Extractor,
+    out: Path,
+    workers: int = 4,
+    save_every: float = 60.0,
+) -> dict:
+    """Run `extractor` over `source`, resuming from a partial file; writes `out`. Returns stats."""
+    fingerprint = {
+        "images": spec,
+        "count": len(source),
+        "features": extractor.name,
+        "sha256": extractor.sha256,
+        "image_size": extractor.image_size,
+    }
+    part = Partial(out, fingerprint)
+    if part.resume():
+        log.info("resuming %s at image %d of %d", part.path, part.next_index, len(source))
+    chunk = extractor.batch_size * CHUNK_BATCHES
+    start, last_save, done_now = time.perf_counter(), time.perf_counter(), 0
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(total=len(source), initial=part.next_index, unit="img", desc="extract") as bar,
+    ):
+        chunks = _chunks(len(source), part.next_index, chunk)
+
+        def submit(r: range | None) -> list[Future] | None:
+            return (
+                None if r is None else [pool.submit(_read, source, i, extractor.prepare) for i in r]
+            )
+
+        current = next(chunks, None)
+        pending = submit(current)
+        while current is not None:
+            following = next(chunks, None)
+            ahead = submit(following)  # read the next chunk while this one is encoded
+            results = [f.result() for f in pending]
+            good = [(i, item, x) for i, (item, x) in zip(current, results, strict=True) if item]
+            for i, (item, reason) in zip(current, results, strict=True):
+                if item is None:
+                    ident = _item_id(source, i, None, spec)
+                    log.warning("skipping unreadable image %s: %s", ident, reason)
+                    part.skipped.append((ident, reason))
+            feats = extractor([x for _, _, x in good])
+            part.features.extend(feats)
+            part.labels.extend(int(item["label"]) for _, item, _ in good)
+            part.ids.extend(_item_id(source, i, item, spec) for i, item, _ in good)
+            part.next_index = current[-1] + 1
+            done_now += len(current)
+            bar.update(len(current))
+            if time.perf_counter() - last_save > save_every and following is not None:
+                part.save(extractor.dim)
+                last_save = time.perf_counter()
+            current, pending = following, ahead
+    seconds = time.perf_counter() - start
+    if not part.features:
+        raise ValueError(f"no readable image in {spec} ({len(part.skipped)} skipped)")
+    save_features(
+        out,
+        np.stack(part.features),
+        np.asarray(part.labels),
+        list(source.class_names),
+        part.ids,
+        extractor.name,
+        extractor.sha256,
+        [s for s, _ in part.skipped],
+    )
+    if part.skipped:
+        skipped_csv = out.with_name(out.stem + ".skipped.csv")
+        with skipped_csv.open("w", newline="") as fh:
+            csv.writer(fh).writerows([("path", "reason"), *part.skipped])
+        log.info("wrote %s (%d unreadable images)", skipped_csv, len(part.skipped))
+    part.path.unlink(missing_ok=True)
+    return {
+        "images": len(part.features),
+        "skipped": len(part.skipped),
+        "seconds": seconds,
+        "images_per_second": done_now / seconds if seconds > 0 else float("nan"),
+        "shapes": sorted(extractor.shapes),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cellssl_jax.extract",
+        description=__doc__.split("\n")[0],
+        epilog="Outputs: --out (npz: features, labels, class_names, paths, encoder, "
+        "encoder_sha256, skipped) and <stem>.skipped.csv when images were unreadable.",
+    )
+    parser.add_argument(
+        "--images", required=True, help="folder (class sub-folders or flat) or tfds:<name>/<split>"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="features file to write (.npz)")
+    parser.add_argument(
+        "--features",
+        choices=("xcit", "colorhist"),
+        default="xcit",
+        help="xcit: encoder CLS features; colorhist: 3x32-bin colour histogram baseline",
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="encoder file (default: the bundled one)"
+    )
+    parser.add_argument("--data_dir", default=None, help="TFDS data dir for tfds: inputs")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument(
+        "--image_size",
+        type=int,
+        default=None,
+        help="resize every image to SxS (default: native size rounded to multiples of 32)",
+    )
+    parser.add_argument("--workers", type=int, default=4, help="image reading threads")
+    parser.add_argument(
+        "--save_every", type=float, default=60.0, help="seconds between partial saves (resume)"
+    )
+    return parser
+
+
+@contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    """Log the package's INFO messages to stderr and to `path` for the duration of a job."""
+    logger = logging.getLogger("cellssl_jax")
+    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(path)]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.workers < 1:
+        raise SystemExit("error: --batch_size and --workers must be >= 1")
+    if args.image_size is not None and args.image_size < 1:
+        raise SystemExit("error: --image_size must be >= 1")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with _logging_to(args.out.with_name(args.out.stem + ".extract.log")):
+        try:
+            source = open_source(args.images, args.data_dir)
+            encoder = None
+            if args.features == "xcit":
+                from cellssl_jax.encoder import load_encoder  # JAX only when needed
+
+                encoder = load_encoder(args.checkpoint)
+                log.info("encoder %s (%s, sha256 %s)", encoder.name, encoder.arch, encoder.sha256)
+            extractor = Extractor(args.features, encoder, args.batch_size, args.image_size)
+            stats = extract(source, args.images, extractor, args.out, args.workers, args.save_every)
+        except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+            log.error("%s", err)
+            raise SystemExit(f"error: {err}") from None
+        log.info(
+            "wrote %s: %d images (%d skipped), %.1f img/s, shapes %s",
+            args.out,
+            stats["images"],
+            stats["skipped"],
+            stats["images_per_second"],
+            stats["shapes"] or "n/a",
+        )
+    return stats
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+import csv
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from cellssl_jax import colorhist
+from cellssl_jax.data.pipeline import FolderSource
+from cellssl_jax.encoder import load_encoder, save_encoder
+from cellssl_jax.extract import Extractor, bucket_size, extract, main
+from cellssl_jax.fewshot.features import load_features
+from cellssl_jax.models.xcit import XCiT
+
+CONFIG = dict(patch_size=16, embed_dim=32, depth=1, num_heads=2, eta=1.0, tokens_norm=False)
+
+
+@pytest.fixture(scope="module")
+def encoder_file(tmp_path_factory):
+    model = XCiT(**CONFIG)
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    path = tmp_path_factory.mktemp("enc") / "tiny.msgpack"
+    return save_encoder(path, "custom", CONFIG, variables, (0.5,) * 3, (0.5,) * 3, "test init")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Two classes, two native sizes, one corrupt file."""
+    root = tmp_path_factory.mktemp("cells")
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["eosinophil", "neutrophil"]):
+        (root / name).mkdir()
+        for i in range(20):
+            size = (30, 34) if i % 4 else (60, 64)
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8) // (c + 1)
+            Image.fromarray(pixels).save(root / name / f"{i:02d}.png")
+    (root / "neutrophil" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return root
+
+
+def test_bucket_size_rounds_to_multiples():
+    assert bucket_size(360, 363) == (352, 352)
+    assert bucket_size(250, 250) == (256, 256)
+    assert bucket_size(575, 575) == (576, 576)
+    assert bucket_size(10, 100) == (32, 96)
+
+
+def test_colour_histogram_matches_numpy():
+    img = np.random.default_rng(1).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    hist = colorhist.colour_histogram(img)
+    ref = np.concatenate(
+        [np.histogram(img[..., ch], bins=32, range=(0, 256))[0] / 63 for ch in range(3)]
+    )
+    np.testing.assert_allclose(hist, ref, rtol=1e-6)
+    with pytest.raises(ValueError, match="uint8"):
+        colorhist.colour_histogram(img.astype(np.float32))
+
+
+def test_extract_folder_matches_encoder_and_lists_skipped(encoder_file, folder, tmp_path):
+    out = tmp_path / "f.npz"
+    stats = main(
+        ["--images", str(folder), "--checkpoint", str(encoder_file), "--out", str(out)]
+        + ["--batch_size", "4"]
+    )
+    feats = load_features(out)
+    assert feats.features.shape == (40, 32) and stats["skipped"] == 1
+    assert feats.class_names == ["eosinophil", "neutrophil"]
+    assert np.bincount(feats.labels).tolist() == [20, 20]
+    assert feats.skipped == [str(folder / "neutrophil" / "broken.jpg")]
+    assert stats["shapes"] == [(32, 32), (64, 64)]  # two native sizes -> two buckets
+    enc = load_encoder(encoder_file)
+    assert feats.encoder == "tiny" and feats.encoder_sha256 == enc.sha256
+    # row i is the encoder's CLS feature of path i, resized to its bucket
+    first = np.asarray(Image.open(feats.paths[1]))
+    ref = enc.embed(np.asarray(Image.fromarray(first).resize((32, 32), Image.BILINEAR))[None])
+    np.testing.assert_allclose(feats.features[1], ref[0], atol=1e-5)
+    rows = list(csv.reader((tmp_path / "f.skipped.csv").open()))
+    assert rows[1][0].endswith("broken.jpg") and "corrupt" in rows[1][1]
+    assert not (tmp_path / "f.npz.partial.npz").exists()
+
+
+class _Dies:
+    """A source that fails at `fail_at` (a killed run) and counts what it reads."""
+
+    def __init__(self, inner, fail_at=None):
+        self.inner, self.fail_at, self.reads = inner, fail_at, 0
+        self.class_names = inner.class_names
+        self.folder = inner.folder
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        if i == self.fail_at:
+            raise RuntimeError("killed")
+        self.reads += 1
+        return self.inner[i]
+
+
+def test_extract_resumes_after_a_kill(folder, tmp_path):
+    source = FolderSource(folder)
+    extractor = Extractor("colorhist", batch_size=2)  # chunks of 16 images
+    full = tmp_path / "full.npz"
+    extract(source, "spec", extractor, full, workers=1, save_every=0)
+    out = tmp_path / "r.npz"
+    with pytest.raises(RuntimeError, match="killed"):
+        extract(_Dies(source, fail_at=35), "spec", extractor, out, workers=1, save_every=0)
+    assert (tmp_path / "r.npz.partial.npz").exists()
+    again = _Dies(source)
+    extract(again, "spec", extractor, out, workers=1, save_every=0)
+    assert again.reads == len(source) - 32  # two finished chunks were not read again
+    a, b = load_features(full), load_features(out)
+    np.testing.assert_array_equal(a.features, b.features)
+    assert a.paths == b.paths and a.skipped == b.skipped
+    with pytest.raises(RuntimeError, match="killed"):
+        extract(_Dies(source, fail_at=20), "spec", extractor, out, workers=1, save_every=0)
+    with pytest.raises(ValueError, match="delete it"):  # a partial of another run is refused
+        extract(source, "other", extractor, out, workers=1, save_every=0)
+
+
+def test_extract_cli_errors(tmp_path, folder):
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(
+            [
+                "--images",
+                str(tmp_path / "nope"),
+                "--features",
+                "colorhist",
+                "--out",
+                str(tmp_path / "x.npz"),
+            ]
+        )
+    with pytest.raises(SystemExit, match="tfds:<name>/<split>"):
+        main(
+            [
+                "--images",
+                "tfds:acevedo",
+                "--features",
+                "colorhist",
+                "--out",
+                str(tmp_path / "x.npz"),
+            ]
+        )
+    with pytest.raises(SystemExit, match="encoder file not found"):
+        main(
+            [
+                "--images",
+                str(folder),
+                "--checkpoint",
+                str(tmp_path / "no.msgpack"),
+                "--out",
+                str(tmp_path / "x.npz"),
+            ]
+        )
