@@ -1,0 +1,280 @@
+"""A lab's job: fit a classifier on a few labelled cells, classify a folder of unlabelled cells.
+
+    python -m cellssl_jax.classify --labelled DIR --unlabelled DIR --out DIR
+
+`--labelled` holds one sub-folder per class (a few cells each), `--unlabelled` the cells to
+classify. Writes under `--out`: predictions.csv (every cell, its predicted class and the
+probability of each class), counts.csv (the differential count), review.csv (the least sure
+cells, by the margin between the two most probable classes, for a human to check),
+skipped.csv (unreadable images) and summary.json; prints a cross-validated accuracy on the
+labelled cells as a sanity number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_predict
+
+from cellssl_jax.data.pipeline import FolderSource
+from cellssl_jax.extract import Extractor, extract
+from cellssl_jax.fewshot.classifiers import CLASSIFIERS, pipeline
+from cellssl_jax.fewshot.features import Features, load_features
+
+log = logging.getLogger("cellssl_jax.classify")
+
+PRESET = "paper-code"
+FEATURE_KINDS = ("xcit", "colorhist")
+CV_FOLDS = 5
+
+
+@dataclass
+class Result:
+    """Predictions of one classify run (rows follow the unlabelled features' order)."""
+
+    class_names: list[str]
+    paths: list[str]
+    proba: np.ndarray  # [N, C]
+    cv_name: str
+    cv_accuracy: float
+    cv_balanced_accuracy: float
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.proba.argmax(axis=1)
+
+    @property
+    def margin(self) -> np.ndarray:
+        """Top probability minus the runner-up's: small = the classifier hesitates."""
+        top2 = np.sort(self.proba, axis=1)[:, -2:] if self.proba.shape[1] > 1 else None
+        return top2[:, 1] - top2[:, 0] if top2 is not None else np.ones(len(self.proba))
+
+    def counts(self) -> np.ndarray:
+        return np.bincount(self.predicted, minlength=len(self.class_names))
+
+
+def check_labelled(feats: Features) -> None:
+    """Every class needs at least 2 readable cells (one to fit, one to cross-validate)."""
+    counts = np.bincount(feats.labels[feats.labelled], minlength=len(feats.class_names))
+    small = [f"{c} ({n})" for c, n in zip(feats.class_names, counts, strict=True) if n < 2]
+    if len(feats.class_names) < 2:
+        raise ValueError(
+            f"{feats.source}: need at least 2 class folders, found {feats.class_names}"
+        )
+    if small:
+        raise ValueError(
+            f"every class needs at least 2 readable labelled cells; too few in: {', '.join(small)}"
+        )
+
+
+def cross_validate(feats: Features, name: str) -> tuple[str, float, float]:
+    """Accuracy and balanced accuracy of `name` on the labelled cells: stratified 5-fold, or
+    leave-one-out when a class has fewer than 5 cells. SVC is scored with its decision function
+    (probabilities need >= 2 cells per class inside every fold)."""
+    x, y = feats.features, feats.labels
+    smallest = int(np.bincount(y).min())
+    if smallest >= CV_FOLDS:
+        splitter, cv_name = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0), "5-fold"
+    else:
+        splitter, cv_name = LeaveOneOut(), "leave-one-out"
+    pred = cross_val_predict(pipeline(name, PRESET), x, y, cv=splitter)
+    return cv_name, float((pred == y).mean()), float(balanced_accuracy_score(y, pred))
+
+
+def classify_features(labelled: Features, unlabelled: Features, name: str = "svm") -> Result:
+    """Fit the paper-code pipeline `name` on the labelled features, predict the unlabelled.
+
+    The prediction is the most probable class, so predictions, probabilities and margins agree.
+    """
+    check_labelled(labelled)
+    if len(unlabelled.features) == 0:
+        raise ValueError(f"{unlabelled.source}: no readable unlabelled cells to classify")
+    if labelled.dim != unlabelled.dim:
+        raise ValueError(f"feature dimensions differ ({labelled.dim} vs {unlabelled.dim})")
+    cv_name, acc, bacc = cross_validate(labelled, name)
+    model = pipeline(name, PRESET, probability=True, labels=labelled.labels)
+    model.fit(labelled.features, labelled.labels)
+    proba = np.zeros((len(unlabelled.features), len(labelled.class_names)))
+    proba[:, model.classes_] = model.predict_proba(unlabelled.features)
+    return Result(labelled.class_names, unlabelled.paths, proba, cv_name, acc, bacc)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_outputs(result: Result, out: Path, root: Path | None, review: int) -> dict[str, Path]:
+    """predictions.csv, counts.csv and review.csv under `out`; file names relative to `root`."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = result.class_names
+
+    def rel(p: str) -> str:
+        full = Path(p).resolve()
+        return str(full.relative_to(root)) if root and full.is_relative_to(root) else p
+
+    pred, margin = result.predicted, result.margin
+    rows = [
+        [rel(p), names[k], *(f"{q:.4f}" for q in pr)]
+        for p, k, pr in zip(result.paths, pred, result.proba, strict=True)
+    ]
+    files = {
+        "predictions": _write_csv(out / "predictions.csv", ["file", "predicted", *names], rows)
+    }
+    counts = result.counts()
+    total = int(counts.sum())
+    rows = [[c, int(n), f"{100.0 * n / total:.1f}"] for c, n in zip(names, counts, strict=True)]
+    files["counts"] = _write_csv(
+        out / "counts.csv", ["class", "cells", "percent"], [*rows, ["total", total, "100.0"]]
+    )
+    order = np.argsort(margin, kind="stable")[:review]
+    rows = []
+    for rank, i in enumerate(order, 1):
+        second = np.argsort(result.proba[i])[-2] if len(names) > 1 else pred[i]
+        rows.append(
+            [
+                rank,
+                rel(result.paths[i]),
+                names[pred[i]],
+                f"{result.proba[i, pred[i]]:.4f}",
+                names[second],
+                f"{result.proba[i, second]:.4f}",
+                f"{margin[i]:.4f}",
+            ]
+        )
+    files["review"] = _write_csv(
+        out / "review.csv",
+        [
+            "rank",
+            "file",
+            "predicted",
+            "probability",
+            "runner_up",
+            "runner_up_probability",
+            "margin",
+        ],
+        rows,
+    )
+    return files
+
+
+def load_extractor(kind: str, checkpoint: str | Path | None = None, batch_size: int = 32):
+    """An `extract.Extractor` for `kind`; xcit loads the encoder (bundled one when None)."""
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"unknown features {kind!r}; choose from {', '.join(FEATURE_KINDS)}")
+    encoder = None
+    if kind == "xcit":
+        from cellssl_jax.encoder import load_encoder  # JAX only when needed
+
+        encoder = load_encoder(checkpoint)
+        log.info("encoder %s (%s, sha256 %s)", encoder.name, encoder.arch, encoder.sha256[:12])
+    return Extractor(kind, encoder, batch_size)
+
+
+def folder_features(images: str | Path, out: Path, extractor: Extractor) -> Features:
+    """Features of every readable image under `images`, saved to `out` (npz) and loaded."""
+    extract(FolderSource(images), str(images), extractor, out, workers=2)
+    return load_features(out)
+
+
+def run(
+    labelled: str | Path,
+    unlabelled: str | Path,
+    out: str | Path,
+    classifier: str = "svm",
+    features: str = "xcit",
+    checkpoint: str | Path | None = None,
+    review: int = 20,
+    extractor: Extractor | None = None,
+) -> dict:
+    """The whole job; returns the summary also written to `<out>/summary.json`."""
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {classifier!r}; choose from {', '.join(CLASSIFIERS)}")
+    labelled, unlabelled, out = Path(labelled), Path(unlabelled), Path(out)
+    for role, folder in (("labelled", labelled), ("unlabelled", unlabelled)):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--{role} folder {folder} does not exist")
+    if not FolderSource(labelled).class_names:
+        raise ValueError(f"--labelled {labelled} holds loose images; it needs one sub-folder "
+                         "per class (<labelled>/<class>/<image>)")
+    extractor = extractor or load_extractor(features, checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    train = folder_features(labelled, out / "labelled_features.npz", extractor)
+    test = folder_features(unlabelled, out / "unlabelled_features.npz", extractor)
+    result = classify_features(train, test, classifier)
+    files = write_outputs(result, out, unlabelled.resolve(), review)
+    skipped = [*train.skipped, *test.skipped]
+    if skipped:
+        files["skipped"] = _write_csv(out / "skipped.csv", ["file"], [[s] for s in skipped])
+    counts = result.counts()
+    summary = {
+        "labelled": str(labelled), "unlabelled": str(unlabelled),
+        "features": extractor.name, "features_sha256": extractor.sha256,
+        "classifier": classifier, "preset": PRESET,
+        "class_names": result.class_names,
+        "labelled_cells": int(len(train.labels)), "classified_cells": int(len(test.paths)),
+        "skipped": skipped,
+        "cv": result.cv_name, "cv_accuracy": result.cv_accuracy,
+        "cv_balanced_accuracy": result.cv_balanced_accuracy,
+        "counts": dict(zip(result.class_names, counts.tolist(), strict=True)),
+        "outputs": {k: str(v) for k, v in files.items()},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cellssl_jax.classify", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labelled", required=True, help="folder with one sub-folder per class")
+    parser.add_argument("--unlabelled", required=True, help="folder of cells to classify")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
+    parser.add_argument("--classifier", choices=CLASSIFIERS, default="svm",
+                        help="paper-code preset: PowerTransformer -> PCA -> SVC / LR / KNN")
+    parser.add_argument("--features", choices=FEATURE_KINDS, default="xcit",
+                        help="xcit: encoder features; colorhist: colour-histogram baseline")
+    parser.add_argument("--review", type=int, default=20,
+                        help="how many least-sure cells review.csv lists")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.review < 0:
+        raise SystemExit("error: --review must be >= 0")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        summary = run(args.labelled, args.unlabelled, args.out, args.classifier, args.features,
+                      args.checkpoint, args.review)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"cross-validated accuracy on the {summary['labelled_cells']} labelled cells "
+          f"({summary['cv']}): {summary['cv_accuracy']:.1%} "
+          f"(balanced {summary['cv_balanced_accuracy']:.1%})")
+    total = summary["classified_cells"]
+    print(f"differential count of {total} cells:")
+    for name, n in summary["counts"].items():
+        print(f"  {name:<20} {n:>5}  {100.0 * n / max(total, 1):5.1f} %")
+    if summary["skipped"]:
+        print(f"skipped {len(summary['skipped'])} unreadable images (listed in skipped.csv):")
+        for s in summary["skipped"]:
+            print(f"  {s}")
+    for key, path in summary["outputs"].items():
+        print(f"{key}: {path}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,179 @@
+"""Which cells to label first: diverse and representative cells in the encoder's feature space.
+
+    python -m cellssl_jax.select --images DIR --budget 40 --out DIR
+    python -m cellssl_jax.select --images DIR --per-class-budget 5 --expected-classes 8 --out DIR
+
+k-means (default): k = budget clusters, the cell nearest each centre is proposed, largest
+clusters first, so common cell types are covered in proportion and every distinct group gets a
+cell. k-center: greedy farthest-point coverage (reaches rare outliers, but proposes more odd
+cells). Writes selection.csv (rank order) and contact_sheet.png under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
+
+from cellssl_jax.classify import FEATURE_KINDS, folder_features, load_extractor
+from cellssl_jax.data.images import UnreadableImage, read_rgb
+
+log = logging.getLogger("cellssl_jax.select")
+
+METHODS = ("kmeans", "kcenter")
+SPACE_DIMS = 32  # PCA dimensions of the selection space
+
+
+def selection_space(features: np.ndarray, dims: int = SPACE_DIMS) -> np.ndarray:
+    """Standardised, PCA-reduced features: Euclidean distances then weigh directions by their
+    spread among these cells, not by the raw scale of each encoder dimension."""
+    x = StandardScaler().fit_transform(np.asarray(features, dtype=np.float64))
+    return PCA(min(dims, *x.shape), random_state=0).fit_transform(x)
+
+
+def kmeans_pick(x: np.ndarray, budget: int, seed: int = 0) -> np.ndarray:
+    """The cell nearest each k-means centre (k = budget), largest clusters first."""
+    km = KMeans(n_clusters=budget, n_init=3, random_state=seed).fit(x)
+    dist = ((x[:, None, :] - km.cluster_centers_[None]) ** 2).sum(-1)  # [N, k]
+    sizes = np.bincount(km.labels_, minlength=budget)
+    taken = np.zeros(len(x), bool)
+    picks = []
+    for c in np.argsort(-sizes, kind="stable"):
+        order = np.argsort(dist[:, c], kind="stable")
+        pick = int(order[~taken[order]][0])  # nearest not yet taken (ties between centres)
+        taken[pick] = True
+        picks.append(pick)
+    return np.asarray(picks)
+
+
+def kcenter_pick(x: np.ndarray, budget: int, seed: int = 0) -> np.ndarray:
+    """Greedy k-center: the cell nearest the mean, then repeatedly the cell farthest from all
+    chosen ones. Deterministic (`seed` is accepted for a uniform signature)."""
+    del seed
+    picks = [int(np.argmin(((x - x.mean(0)) ** 2).sum(-1)))]
+    nearest = ((x - x[picks[0]]) ** 2).sum(-1)
+    while len(picks) < budget:
+        picks.append(int(np.argmax(nearest)))
+        nearest = np.minimum(nearest, ((x - x[picks[-1]]) ** 2).sum(-1))
+    return np.asarray(picks)
+
+
+def propose(
+    features: np.ndarray, budget: int, method: str = "kmeans", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of `budget` distinct cells to label first, in the order to label them, and how
+    many cells each one represents (cells whose nearest proposed cell it is, itself included)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if not 1 <= budget <= len(features):
+        raise ValueError(f"budget must be between 1 and the {len(features)} cells, got {budget}")
+    x = selection_space(features)
+    picks = (kmeans_pick if method == "kmeans" else kcenter_pick)(x, budget, seed)
+    nearest = np.argmin(((x[:, None, :] - x[picks][None]) ** 2).sum(-1), axis=1)
+    return picks, np.bincount(nearest, minlength=budget)
+
+
+def contact_sheet(paths: list[str], out: Path, thumb: int = 96, columns: int = 10) -> Path:
+    """A grid of thumbnails numbered in labelling order (unreadable files show as grey)."""
+    rows = -(-len(paths) // columns)
+    sheet = Image.new("RGB", (columns * thumb, rows * (thumb + 14)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, path in enumerate(paths):
+        try:
+            cell = Image.fromarray(read_rgb(path)).resize((thumb, thumb), Image.BILINEAR)
+        except UnreadableImage:
+            cell = Image.new("RGB", (thumb, thumb), "grey")
+        x, y = (k % columns) * thumb, (k // columns) * (thumb + 14)
+        sheet.paste(cell, (x, y + 14))
+        draw.text((x + 2, y + 1), f"{k + 1}. {Path(path).name}"[: thumb // 6], fill="black")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
+
+
+def run(
+    images: str | Path,
+    out: str | Path,
+    budget: int,
+    method: str = "kmeans",
+    features: str = "xcit",
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Extract features of `images`, propose `budget` cells, write the CSV and contact sheet."""
+    images, out = Path(images), Path(out)
+    if not images.is_dir():
+        raise FileNotFoundError(f"--images folder {images} does not exist")
+    if method not in METHODS:  # fail before the (slow) extraction
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    feats = folder_features(images, out / "features.npz", load_extractor(features, checkpoint))
+    picks, represents = propose(feats.features, budget, method, seed)
+    root = images.resolve()
+    rows = []
+    for rank, (i, n) in enumerate(zip(picks, represents, strict=True), 1):
+        full = Path(feats.paths[i]).resolve()
+        rel = full.relative_to(root) if full.is_relative_to(root) else full
+        rows.append([rank, str(rel), int(n)])
+    with open(out / "selection.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["rank", "file", "represents_cells"], *rows])
+    sheet = contact_sheet([feats.paths[i] for i in picks], out / "contact_sheet.png")
+    return {"selection": out / "selection.csv", "contact_sheet": sheet,
+            "features": out / "features.npz"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cellssl_jax.select", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", required=True, help="folder of unlabelled cells")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--budget", type=int, help="total number of cells to propose")
+    parser.add_argument("--per-class-budget", type=int,
+                        help="cells per expected class (with --expected-classes)")
+    parser.add_argument("--expected-classes", type=int, help="how many cell types you expect")
+    parser.add_argument("--method", choices=METHODS, default="kmeans")
+    parser.add_argument("--features", choices=FEATURE_KINDS, default="xcit")
+    parser.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
+    parser.add_argument("--seed", type=int, default=0, help="k-means initialisation seed")
+    return parser
+
+
+def budget_from(args: argparse.Namespace) -> int:
+    """--budget, or --per-class-budget x --expected-classes; exactly one way must be given."""
+    per_class = args.per_class_budget is not None or args.expected_classes is not None
+    if (args.budget is None) == (not per_class):
+        raise ValueError("give either --budget N or --per-class-budget K --expected-classes C")
+    if args.budget is not None:
+        budget = args.budget
+    elif args.per_class_budget is None or args.expected_classes is None:
+        raise ValueError("--per-class-budget and --expected-classes go together")
+    else:
+        budget = args.per_class_budget * args.expected_classes
+    if budget < 1:
+        raise ValueError(f"the budget must be at least 1 cell, got {budget}")
+    return budget
+
+
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        files = run(args.images, args.out, budget_from(args), args.method, args.features,
+                    args.checkpoint, args.seed)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    for key, path in files.items():
+        print(f"{key}: {path}")
+    return files
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,179 @@
+"""Explainability figures: class-attention maps of one cell (paper Fig. 5) and a 2-D embedding of
+a features file coloured by class (paper Fig. 6).
+
+    python -m cellssl_jax.visualize attention --image CELL.jpg [--checkpoint F] --out att.png
+    python -m cellssl_jax.visualize embedding --features F.npz --out embedding.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a lab server or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from cellssl_jax.data.images import UnreadableImage, read_rgb  # noqa: E402
+
+log = logging.getLogger("cellssl_jax.visualize")
+
+THRESHOLD = 0.8  # the paper's Fig. 5: heads thresholded at 80 % of their maximum
+
+
+def model_input(image: np.ndarray, size: int, patch: int) -> np.ndarray:
+    """Resize a uint8 RGB cell to `size` x `size` (rounded down to a multiple of the patch)."""
+    side = max(patch, size // patch * patch)
+    return np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR), np.uint8)
+
+
+def upsample(maps: np.ndarray, side: int) -> np.ndarray:
+    """[heads, Hp, Wp] patch maps -> [heads, side, side], each patch a block (no smoothing)."""
+    reps = side // maps.shape[1], side // maps.shape[2]
+    return np.kron(maps, np.ones((1, *reps), maps.dtype))
+
+
+def attention_figure(
+    image: np.ndarray, attention: np.ndarray, out: Path, threshold: float = THRESHOLD, title=""
+) -> Path:
+    """Fig. 5 layout: the cell, then one column per head; top row the continuous map over the
+    cell, bottom row the region where the head's attention is >= `threshold` x its maximum."""
+    heads = attention.shape[0]
+    maps = upsample(attention, image.shape[0])
+    fig, axes = plt.subplots(2, heads + 1, figsize=(1.9 * (heads + 1), 4.1), squeeze=False)
+    for row, label in enumerate(("continuous", f">= {threshold:.0%} of max")):
+        axes[row, 0].imshow(image)
+        axes[row, 0].set_ylabel(label, fontsize=8)
+    axes[0, 0].set_title("cell", fontsize=8)
+    for h in range(heads):
+        m = maps[h]
+        axes[0, h + 1].imshow(image)
+        axes[0, h + 1].imshow(m, cmap="inferno", alpha=0.65)
+        axes[0, h + 1].set_title(f"head {h}", fontsize=8)
+        keep = m >= threshold * m.max()
+        shown = np.where(keep[..., None], image, (image * 0.25).astype(np.uint8))
+        axes[1, h + 1].imshow(shown)
+        axes[1, h + 1].contour(keep, levels=[0.5], colors="yellow", linewidths=0.8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def attention_png(
+    image_path: str | Path,
+    out: str | Path,
+    checkpoint: str | Path | None = None,
+    size: int = 224,
+    threshold: float = THRESHOLD,
+    encoder=None,
+) -> Path:
+    """Class-attention maps of the encoder's last class-attention block for one cell image."""
+    from cellssl_jax.encoder import load_encoder
+
+    enc = encoder if encoder is not None else load_encoder(checkpoint)
+    cell = model_input(read_rgb(image_path), size, enc.model.patch_size)
+    att = enc.forward(cell[None])["cls_attention"][0]
+    title = f"{Path(image_path).name} - {enc.name} ({enc.arch}), last class-attention block"
+    return attention_figure(cell, att, Path(out), threshold, title)
+
+
+def embed_2d(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
+    """2-D coordinates of the rows: UMAP when installed (as the paper), else t-SNE, both after
+    standardising and a PCA to <= 50 dimensions (the usual denoising step)."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    x = StandardScaler().fit_transform(np.asarray(features, np.float64))
+    x = PCA(min(50, *x.shape), random_state=seed).fit_transform(x)
+    try:
+        import umap
+
+        return umap.UMAP(random_state=seed).fit_transform(x), "UMAP"
+    except ImportError:
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
+        tsne = TSNE(2, perplexity=perplexity, init="pca", random_state=seed)
+        return tsne.fit_transform(x), "t-SNE"
+
+
+def embedding_png(features_path: str | Path, out: str | Path, seed: int = 0) -> Path:
+    """Scatter plot of a features file's 2-D embedding, coloured by class (grey: unlabelled)."""
+    from cellssl_jax.fewshot.features import load_features
+
+    feats = load_features(features_path)
+    if len(feats.features) < 5:
+        raise ValueError(f"{features_path}: {len(feats.features)} cells; an embedding needs >= 5")
+    xy, method = embed_2d(feats.features, seed)
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    unl = feats.labels < 0
+    if unl.any():
+        ax.scatter(*xy[unl].T, s=6, c="lightgrey", label="unlabelled", linewidths=0)
+    cmap = plt.get_cmap("tab10" if len(feats.class_names) <= 10 else "tab20")
+    for k, name in enumerate(feats.class_names):
+        sel = feats.labels == k
+        ax.scatter(
+            *xy[sel].T, s=8, color=cmap(k % cmap.N), label=f"{name} ({sel.sum()})", linewidths=0
+        )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"{method} of {len(xy)} cells - {feats.encoder or 'features'}", fontsize=10)
+    ax.legend(fontsize=8, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m cellssl_jax.visualize",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="figure", required=True)
+    att = sub.add_parser("attention", help="per-head class-attention maps of one cell")
+    att.add_argument("--image", required=True, help="a cell image file")
+    att.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
+    att.add_argument("--out", required=True, help="output PNG")
+    att.add_argument("--size", type=int, default=224, help="model input side in pixels")
+    att.add_argument(
+        "--threshold",
+        type=float,
+        default=THRESHOLD,
+        help="fraction of each head's maximum kept in the bottom row",
+    )
+    emb = sub.add_parser("embedding", help="2-D embedding of a features file, by class")
+    emb.add_argument("--features", required=True, help="features file (.npz) from extract")
+    emb.add_argument("--out", required=True, help="output PNG")
+    emb.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.figure == "attention":
+            if not 0.0 < args.threshold <= 1.0:
+                raise ValueError(f"--threshold must be in (0, 1], got {args.threshold}")
+            out = attention_png(args.image, args.out, args.checkpoint, args.size, args.threshold)
+        else:
+            out = embedding_png(args.features, args.out, args.seed)
+    except (FileNotFoundError, ValueError, OSError, UnreadableImage) as err:
+        raise SystemExit(f"error: {err}") from None
+    log.info("wrote %s", out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
