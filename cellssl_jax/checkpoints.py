@@ -1,0 +1,86 @@
+"""Orbax checkpoints of the DINO TrainState, and export of the teacher backbone as an encoder file.
+
+The state is saved as a plain nested dict (``flax.serialization.to_state_dict``) so orbax sees
+only dicts of arrays; restoring maps it back onto a freshly initialised state of the same config.
+Pass *unreplicated* states (host copies) to ``save``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import serialization
+
+from cellssl_jax.dino.state import TrainState
+from cellssl_jax.encoder import save_encoder
+
+
+class Checkpointer:
+    """Periodic saves under ``<workdir>/checkpoints``, keeping the last ``keep`` steps."""
+
+    def __init__(self, workdir: str | Path, keep: int = 3):
+        self.directory = Path(workdir).absolute() / "checkpoints"
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, state: TrainState, meta: dict[str, Any]) -> int:
+        """Save (asynchronously) at ``state.step``; returns the step."""
+        step = int(state.step)
+        tree = jax.tree.map(np.asarray, serialization.to_state_dict(state))
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)
+            ),
+        )
+        return step
+
+    def restore(self, target: TrainState, step: int | None = None) -> tuple[TrainState, dict]:
+        """Restore ``step`` (default: latest) onto the structure of ``target`` -> (state, meta)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
+            serialization.to_state_dict(target),
+        )
+        out = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+            ),
+        )
+        return serialization.from_state_dict(target, out["state"]), dict(out["meta"])
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def export_teacher(
+    path: str | Path,
+    state: TrainState,
+    *,
+    arch: str,
+    model_config: dict,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    source: str,
+) -> Path:
+    """Write the teacher backbone (params + BatchNorm statistics) as an encoder file."""
+    variables = {
+        "params": jax.device_get(state.teacher_params["backbone"]),
+        "batch_stats": jax.device_get(state.teacher_batch_stats.get("backbone", {})),
+    }
+    return save_encoder(path, arch, model_config, variables, mean, std, source)

@@ -1,0 +1,354 @@
+"""DINO pretraining: ``python -m cellssl_jax.train --config configs/<preset>.py --workdir DIR``.
+
+Override any config field with ``--config.<field>=<value>`` (an unknown field is an error).
+Data-parallel over all devices (pmap; ``--config.distributed=True`` for multi-host). Writes
+under DIR: ``checkpoints/`` (orbax, keep-last-k; a rerun of the same command resumes exactly
+from the latest), ``encoder.msgpack`` (the teacher backbone, refreshed with each checkpoint),
+``metrics.jsonl``, ``tensorboard/`` and ``train.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+from cellssl_jax.checkpoints import Checkpointer, export_teacher
+from cellssl_jax.data.pipeline import FolderSource, host_batches, tfds_source
+from cellssl_jax.dino.augment import AugmentConfig
+from cellssl_jax.dino.optim import make_optimizer
+from cellssl_jax.dino.schedules import DinoSchedules
+from cellssl_jax.dino.state import TrainState, create_train_state
+from cellssl_jax.dino.step import StepConfig, pmapped_step, replicate
+from cellssl_jax.encoder import load_encoder
+from cellssl_jax.models.heads import DINOHead, MultiCropModel
+from cellssl_jax.models.xcit import XCIT_VARIANTS, xcit
+
+log = logging.getLogger("cellssl_jax.train")
+
+
+def make_source(data: ml_collections.ConfigDict):
+    """The configured image source (folder or TFDS split); user mistakes exit with a message."""
+    try:
+        if data.folder and data.tfds_name:
+            raise ValueError("set only one of data.folder and data.tfds_name")
+        if data.folder:
+            return FolderSource(data.folder)
+        if data.tfds_name:
+            return tfds_source(data.tfds_name, data.tfds_split, data.tfds_data_dir or None)
+        raise ValueError("no data: set --config.data.folder=DIR or --config.data.tfds_name=NAME")
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"train: {err}") from None
+
+
+def backbone_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """XCiT kwargs of the configured variant (JSON-serialisable; goes into the encoder file)."""
+    if config.model.arch not in XCIT_VARIANTS:
+        raise SystemExit(
+            f"train: unknown model.arch {config.model.arch!r}; known: {', '.join(XCIT_VARIANTS)}"
+        )
+    kw = dict(XCIT_VARIANTS[config.model.arch])
+    for field in ("embed_dim", "depth", "num_heads"):
+        if config.model[field]:
+            kw[field] = int(config.model[field])
+    return kw
+
+
+def build_models(config: ml_collections.ConfigDict) -> tuple[MultiCropModel, MultiCropModel]:
+    """Student (with stochastic depth) and teacher (without); same parameter structure."""
+    kw = backbone_config(config)
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(config.model.dtype)
+    if dtype is None:
+        raise SystemExit(f"train: model.dtype must be float32 or bfloat16: {config.model.dtype}")
+    h = config.head
+    head = DINOHead(
+        out_dim=h.out_dim,
+        hidden_dim=h.hidden_dim,
+        bottleneck_dim=h.bottleneck_dim,
+        nlayers=h.nlayers,
+        norm_last_layer=h.norm_last_layer,
+        dtype=dtype,
+    )
+
+    def backbone(rate: float):
+        return xcit(config.model.arch, **kw, drop_path_rate=rate, bn_axis_name="batch", dtype=dtype)
+
+    student = MultiCropModel(backbone(config.model.drop_path_rate), head)
+    return student, MultiCropModel(backbone(0.0), head)
+
+
+def augment_config(config: ml_collections.ConfigDict) -> AugmentConfig:
+    return AugmentConfig(
+        **{k: tuple(v) if isinstance(v, list | tuple) else v for k, v in config.augment.items()}
+    )
+
+
+def make_schedules(
+    config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int
+) -> DinoSchedules:
+    ep = lambda e: int(round(e * steps_per_epoch))  # noqa: E731 - epochs -> steps
+    o, d = config.optim, config.dino
+    return DinoSchedules(
+        total_steps=total_steps,
+        lr=o.lr * config.batch_size / 256.0,
+        min_lr=o.min_lr,
+        warmup_steps=ep(o.warmup_epochs),
+        weight_decay=o.weight_decay,
+        weight_decay_end=o.weight_decay_end,
+        momentum_teacher=d.momentum_teacher,
+        teacher_temp=d.teacher_temp,
+        warmup_teacher_temp=d.warmup_teacher_temp,
+        warmup_teacher_temp_steps=ep(d.warmup_teacher_temp_epochs),
+        freeze_last_layer_steps=ep(o.freeze_last_layer_epochs),
+    )
+
+
+def _init_backbone(path: str, arch_kw: dict) -> dict:
+    try:
+        enc = load_encoder(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"train: init_encoder: {err}") from None
+    for k in ("patch_size", "embed_dim", "depth", "num_heads"):
+        if enc.meta["model_config"].get(k) != arch_kw[k]:
+            raise SystemExit(
+                f"train: init_encoder {path} has {k}={enc.meta['model_config'].get(k)}, "
+                f"the configured model {arch_kw[k]}"
+            )
+    log.info("starting both backbones from %s (%s)", path, enc.source)
+    return enc.variables
+
+
+class MetricWriter:
+    """Process 0 only: JSONL (one record per step) + TensorBoard scalars (tensorboardX, no TF)."""
+
+    def __init__(self, workdir: Path, enabled: bool):
+        self.enabled = enabled
+        if enabled:
+            from tensorboardX import SummaryWriter
+
+            self.jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+            self.tb = SummaryWriter(str(workdir / "tensorboard"))
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        for k, v in values.items():
+            self.tb.add_scalar(k, v, step)
+
+    def flush(self) -> None:
+        if self.enabled:
+            self.jsonl.flush()
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.jsonl.close()
+            self.tb.close()
+
+
+def _setup_logging(workdir: Path, is_main: bool) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    log.setLevel(logging.INFO if is_main else logging.WARNING)
+    log.handlers.clear()
+    log.propagate = False
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if is_main:
+        handlers.append(logging.FileHandler(workdir / "train.log"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        log.addHandler(h)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> Path:
+    """Train (or resume) DINO as configured; returns the exported teacher encoder file."""
+    if config.distributed:
+        jax.distributed.initialize()
+    workdir = Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    is_main = jax.process_index() == 0
+    _setup_logging(workdir, is_main)
+
+    source = make_source(config.data)
+    n_global = jax.device_count()
+    if config.batch_size % n_global:
+        raise SystemExit(
+            f"train: batch_size {config.batch_size} is not a multiple of the {n_global} devices"
+        )
+    per_device = config.batch_size // n_global
+    steps_per_epoch = len(source) // config.batch_size
+    if steps_per_epoch == 0:
+        raise SystemExit(
+            f"train: {len(source)} images do not fill one batch of {config.batch_size}"
+        )
+    total_steps = config.total_steps or int(round(config.epochs * steps_per_epoch))
+    arch_kw = backbone_config(config)
+    student, teacher = build_models(config)
+    sched = make_schedules(config, steps_per_epoch, total_steps)
+    aug = augment_config(config)
+    tx = make_optimizer(
+        lr=sched.learning_rate,
+        weight_decay=sched.wd,
+        clip_mode=config.optim.clip_mode,
+        clip=config.optim.clip,
+    )
+    init_bb = _init_backbone(config.init_encoder, arch_kw) if config.init_encoder else None
+    sample = [jnp.zeros((1, aug.global_size, aug.global_size, 3))]
+    state = create_train_state(student, tx, config.seed, sample, init_backbone=init_bb)
+
+    ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
+    if ckpt.latest_step() is not None:
+        state, meta = ckpt.restore(state)
+        log.info("resumed from %s at step %d", ckpt.directory, int(state.step))
+        if meta.get("config") not in (None, config.to_dict()):
+            log.warning(
+                "the checkpoint was written with a different config; continuing with "
+                "the one given now"
+            )
+    start = int(state.step)
+    n_params = sum(x.size for x in jax.tree.leaves(state.params["backbone"]))
+    log.info(
+        "%s (%.2fM backbone params), %d images, global batch %d on %d devices, "
+        "%d steps/epoch, %d steps",
+        config.model.arch,
+        n_params / 1e6,
+        len(source),
+        config.batch_size,
+        n_global,
+        steps_per_epoch,
+        total_steps,
+    )
+
+    export_kw = dict(
+        arch=config.model.arch,
+        model_config=arch_kw,
+        mean=aug.mean,
+        std=aug.std,
+        source=f"DINO teacher, cellssl_jax.train, data "
+        f"{config.data.folder or config.data.tfds_name}",
+    )
+    encoder_path = workdir / "encoder.msgpack"
+
+    def save(host_state: TrainState) -> None:
+        ckpt.save(host_state, {"config": config.to_dict(), "step": int(host_state.step)})
+        if is_main:
+            export_teacher(encoder_path, host_state, **export_kw)
+        log.info("checkpoint at step %d; encoder -> %s", int(host_state.step), encoder_path)
+
+    p_step = pmapped_step(
+        student=student,
+        teacher=teacher,
+        tx=tx,
+        cfg=StepConfig(
+            augment=aug,
+            schedules=sched,
+            student_temp=config.dino.student_temp,
+            center_momentum=config.dino.center_momentum,
+        ),
+    )
+    rstate = replicate(state)
+    del state
+    batches = host_batches(
+        source,
+        batch_size_per_device=per_device,
+        image_size=(config.data.image_size, config.data.image_size),
+        seed=config.seed,
+        start_step=start,
+        workers=config.data.workers or None,
+        prefetch=config.data.prefetch,
+    )
+    writer = MetricWriter(workdir, is_main)
+    pending: list[tuple[int, dict]] = []
+    t_last, step_last, t_start = time.time(), start, time.time()
+
+    def flush(step: int) -> None:
+        """Fetch pending metrics, stop on a non-finite loss, log a line with ETA."""
+        nonlocal t_last, step_last
+        if not pending:
+            return
+        fetched = jax.device_get(pending)
+        pending.clear()
+        now = time.time()
+        ips = (step - step_last) * config.batch_size / (now - t_last) if step > step_last else 0.0
+        for s, m in fetched:
+            values = {k: float(np.asarray(v)[0]) for k, v in m.items()}
+            if not math.isfinite(values["loss"]):
+                writer.flush()
+                last = ckpt.latest_step()
+                raise SystemExit(
+                    f"train: non-finite loss ({values['loss']}) at step {s}; stopped. The last "
+                    f"good checkpoint is step {last} in {ckpt.directory} (lower optim.lr or "
+                    "use optim.clip_mode, then rerun to resume from it)."
+                )
+            writer.write(s, {**values, "img_per_s": ips})
+        writer.flush()
+        eta = (total_steps - step) * (now - t_last) / max(step - step_last, 1)
+        last = values
+        log.info(
+            "step %d/%d loss %.4f lr %.2e teacher entropy %.3f (batch-mean %.3f) %.1f img/s ETA %s",
+            step,
+            total_steps,
+            last["loss"],
+            last["lr"],
+            last["teacher_entropy"],
+            last["teacher_mean_entropy"],
+            ips,
+            time.strftime("%H:%M:%S", time.gmtime(eta)),
+        )
+        t_last, step_last = now, step
+
+    try:
+        for step in range(start + 1, total_steps + 1):
+            batch = next(batches)
+            rstate, metrics = p_step(rstate, batch["image"])
+            pending.append((step, metrics))
+            if step == start + 1:  # compilation: not counted in img/s
+                jax.block_until_ready(metrics)
+                log.info("first step (compilation included) took %.1f s", time.time() - t_start)
+                t_last, step_last = time.time(), step
+                flush(step)
+            is_ckpt = step % config.checkpoint_every == 0 or step == total_steps
+            if step % config.log_every == 0 or is_ckpt:
+                flush(step)
+            if is_ckpt:
+                save(jax.device_get(jax.tree.map(lambda x: x[0], rstate)))
+    finally:
+        ckpt.wait()
+        ckpt.close()
+        writer.close()
+    if start >= total_steps:
+        log.info("nothing to do: checkpoint step %d >= total_steps %d", start, total_steps)
+        if is_main and not encoder_path.exists():
+            export_teacher(encoder_path, jax.tree.map(lambda x: x[0], rstate), **export_kw)
+    log.info("done: encoder %s, metrics %s", encoder_path, workdir / "metrics.jsonl")
+    return encoder_path
+
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "a configs/<preset>.py file", lock_config=True)
+flags.DEFINE_string("workdir", None, "output directory (checkpoints, encoder, metrics, logs)")
+
+
+def main(argv: list[str]) -> None:
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.config is None or FLAGS.workdir is None:
+        raise app.UsageError("--config and --workdir are required")
+    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)
