@@ -159,6 +159,19 @@ class MetricWriter:
             self.tb.close()
 
 
+def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed_fields(a, b, f"{prefix}{k}.")
+        elif (list(a) if isinstance(a, list | tuple) else a) != (
+            list(b) if isinstance(b, list | tuple) else b
+        ):
+            out.append(prefix + k)
+    return out
+
+
 def _setup_logging(workdir: Path, is_main: bool) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     log.setLevel(logging.INFO if is_main else logging.WARNING)
@@ -212,11 +225,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     if ckpt.latest_step() is not None:
         state, meta = ckpt.restore(state)
         log.info("resumed from %s at step %d", ckpt.directory, int(state.step))
-        if meta.get("config") not in (None, config.to_dict()):
-            log.warning(
-                "the checkpoint was written with a different config; continuing with "
-                "the one given now"
-            )
+        changed = _changed_fields(meta.get("config", {}), config.to_dict())
+        if changed:
+            log.warning("config differs from the checkpoint's in %s; continuing with the one "
+                        "given now", ", ".join(changed))
     start = int(state.step)
     n_params = sum(x.size for x in jax.tree.leaves(state.params["backbone"]))
     log.info(
@@ -350,5 +362,15 @@ def main(argv: list[str]) -> None:
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, with an unknown ``--config.<field>`` reported in one line."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as err:
+        name = str(err).strip("\"'")
+        raise SystemExit(f"train: unknown config field {name!r} (cellssl_jax/dino/config.py "
+                         "lists them all)") from None
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
