@@ -206,8 +206,10 @@ def run(
         if not folder.is_dir():
             raise FileNotFoundError(f"--{role} folder {folder} does not exist")
     if not FolderSource(labelled).class_names:
-        raise ValueError(f"--labelled {labelled} holds loose images; it needs one sub-folder "
-                         "per class (<labelled>/<class>/<image>)")
+        raise ValueError(
+            f"--labelled {labelled} holds loose images; it needs one sub-folder "
+            "per class (<labelled>/<class>/<image>)"
+        )
     extractor = extractor or load_extractor(features, checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     train = folder_features(labelled, out / "labelled_features.npz", extractor)
@@ -219,13 +221,18 @@ def run(
         files["skipped"] = _write_csv(out / "skipped.csv", ["file"], [[s] for s in skipped])
     counts = result.counts()
     summary = {
-        "labelled": str(labelled), "unlabelled": str(unlabelled),
-        "features": extractor.name, "features_sha256": extractor.sha256,
-        "classifier": classifier, "preset": PRESET,
+        "labelled": str(labelled),
+        "unlabelled": str(unlabelled),
+        "features": extractor.name,
+        "features_sha256": extractor.sha256,
+        "classifier": classifier,
+        "preset": PRESET,
         "class_names": result.class_names,
-        "labelled_cells": int(len(train.labels)), "classified_cells": int(len(test.paths)),
+        "labelled_cells": int(len(train.labels)),
+        "classified_cells": int(len(test.paths)),
         "skipped": skipped,
-        "cv": result.cv_name, "cv_accuracy": result.cv_accuracy,
+        "cv": result.cv_name,
+        "cv_accuracy": result.cv_accuracy,
         "cv_balanced_accuracy": result.cv_balanced_accuracy,
         "counts": dict(zip(result.class_names, counts.tolist(), strict=True)),
         "outputs": {k: str(v) for k, v in files.items()},
@@ -235,18 +242,30 @@ def run(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cellssl_jax.classify", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cellssl_jax.classify",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--labelled", required=True, help="folder with one sub-folder per class")
     parser.add_argument("--unlabelled", required=True, help="folder of cells to classify")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
-    parser.add_argument("--classifier", choices=CLASSIFIERS, default="svm",
-                        help="paper-code preset: PowerTransformer -> PCA -> SVC / LR / KNN")
-    parser.add_argument("--features", choices=FEATURE_KINDS, default="xcit",
-                        help="xcit: encoder features; colorhist: colour-histogram baseline")
-    parser.add_argument("--review", type=int, default=20,
-                        help="how many least-sure cells review.csv lists")
+    parser.add_argument(
+        "--classifier",
+        choices=CLASSIFIERS,
+        default="svm",
+        help="paper-code preset: PowerTransformer -> PCA -> SVC / LR / KNN",
+    )
+    parser.add_argument(
+        "--features",
+        choices=FEATURE_KINDS,
+        default="xcit",
+        help="xcit: encoder features; colorhist: colour-histogram baseline",
+    )
+    parser.add_argument(
+        "--review", type=int, default=20, help="how many least-sure cells review.csv lists"
+    )
     return parser
 
 
@@ -256,13 +275,22 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("error: --review must be >= 0")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        summary = run(args.labelled, args.unlabelled, args.out, args.classifier, args.features,
-                      args.checkpoint, args.review)
+        summary = run(
+            args.labelled,
+            args.unlabelled,
+            args.out,
+            args.classifier,
+            args.features,
+            args.checkpoint,
+            args.review,
+        )
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
-    print(f"cross-validated accuracy on the {summary['labelled_cells']} labelled cells "
-          f"({summary['cv']}): {summary['cv_accuracy']:.1%} "
-          f"(balanced {summary['cv_balanced_accuracy']:.1%})")
+    print(
+        f"cross-validated accuracy on the {summary['labelled_cells']} labelled cells "
+        f"({summary['cv']}): {summary['cv_accuracy']:.1%} "
+        f"(balanced {summary['cv_balanced_accuracy']:.1%})"
+    )
     total = summary["classified_cells"]
     print(f"differential count of {total} cells:")
     for name, n in summary["counts"].items():

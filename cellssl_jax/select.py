@@ -126,18 +126,25 @@ def run(
     with open(out / "selection.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([["rank", "file", "represents_cells"], *rows])
     sheet = contact_sheet([feats.paths[i] for i in picks], out / "contact_sheet.png")
-    return {"selection": out / "selection.csv", "contact_sheet": sheet,
-            "features": out / "features.npz"}
+    return {
+        "selection": out / "selection.csv",
+        "contact_sheet": sheet,
+        "features": out / "features.npz",
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cellssl_jax.select", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cellssl_jax.select",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--images", required=True, help="folder of unlabelled cells")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--budget", type=int, help="total number of cells to propose")
-    parser.add_argument("--per-class-budget", type=int,
-                        help="cells per expected class (with --expected-classes)")
+    parser.add_argument(
+        "--per-class-budget", type=int, help="cells per expected class (with --expected-classes)"
+    )
     parser.add_argument("--expected-classes", type=int, help="how many cell types you expect")
     parser.add_argument("--method", choices=METHODS, default="kmeans")
     parser.add_argument("--features", choices=FEATURE_KINDS, default="xcit")
@@ -166,8 +173,15 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        files = run(args.images, args.out, budget_from(args), args.method, args.features,
-                    args.checkpoint, args.seed)
+        files = run(
+            args.images,
+            args.out,
+            budget_from(args),
+            args.method,
+            args.features,
+            args.checkpoint,
+            args.seed,
+        )
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
     for key, path in files.items():

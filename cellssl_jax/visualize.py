@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -17,24 +18,28 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a lab server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from cellssl_jax.data.images import UnreadableImage, read_rgb  # noqa: E402
+from cellssl_jax.data.pipeline import resize_rgb  # noqa: E402
+from cellssl_jax.extract import BUCKET, bucket_size  # noqa: E402
 
 log = logging.getLogger("cellssl_jax.visualize")
 
 THRESHOLD = 0.8  # the paper's Fig. 5: heads thresholded at 80 % of their maximum
 
 
-def model_input(image: np.ndarray, size: int, patch: int) -> np.ndarray:
-    """Resize a uint8 RGB cell to `size` x `size` (rounded down to a multiple of the patch)."""
-    side = max(patch, size // patch * patch)
-    return np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR), np.uint8)
+def model_input(image: np.ndarray, patch: int, size: int | None = None) -> np.ndarray:
+    """The cell as `extract` feeds it to the encoder: native size rounded to multiples of 32
+    (or `size` x `size`, rounded down to a multiple of the patch)."""
+    if size:
+        side = max(patch, size // patch * patch)
+        return resize_rgb(image, (side, side))
+    return resize_rgb(image, bucket_size(*image.shape[:2], math.lcm(BUCKET, patch)))
 
 
-def upsample(maps: np.ndarray, side: int) -> np.ndarray:
-    """[heads, Hp, Wp] patch maps -> [heads, side, side], each patch a block (no smoothing)."""
-    reps = side // maps.shape[1], side // maps.shape[2]
+def upsample(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """[heads, Hp, Wp] patch maps -> [heads, H, W], each patch a block (no smoothing)."""
+    reps = shape[0] // maps.shape[1], shape[1] // maps.shape[2]
     return np.kron(maps, np.ones((1, *reps), maps.dtype))
 
 
@@ -44,7 +49,7 @@ def attention_figure(
     """Fig. 5 layout: the cell, then one column per head; top row the continuous map over the
     cell, bottom row the region where the head's attention is >= `threshold` x its maximum."""
     heads = attention.shape[0]
-    maps = upsample(attention, image.shape[0])
+    maps = upsample(attention, image.shape[:2])
     fig, axes = plt.subplots(2, heads + 1, figsize=(1.9 * (heads + 1), 4.1), squeeze=False)
     for row, label in enumerate(("continuous", f">= {threshold:.0%} of max")):
         axes[row, 0].imshow(image)
@@ -75,7 +80,7 @@ def attention_png(
     image_path: str | Path,
     out: str | Path,
     checkpoint: str | Path | None = None,
-    size: int = 224,
+    size: int | None = None,
     threshold: float = THRESHOLD,
     encoder=None,
 ) -> Path:
@@ -83,7 +88,7 @@ def attention_png(
     from cellssl_jax.encoder import load_encoder
 
     enc = encoder if encoder is not None else load_encoder(checkpoint)
-    cell = model_input(read_rgb(image_path), size, enc.model.patch_size)
+    cell = model_input(read_rgb(image_path), enc.model.patch_size, size)
     att = enc.forward(cell[None])["cls_attention"][0]
     title = f"{Path(image_path).name} - {enc.name} ({enc.arch}), last class-attention block"
     return attention_figure(cell, att, Path(out), threshold, title)
@@ -105,7 +110,8 @@ def embed_2d(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
         from sklearn.manifold import TSNE
 
         perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
-        tsne = TSNE(2, perplexity=perplexity, init="pca", random_state=seed)
+        method = "exact" if len(x) <= 1000 else "barnes_hut"  # exact is faster when small
+        tsne = TSNE(2, perplexity=perplexity, init="pca", method=method, random_state=seed)
         return tsne.fit_transform(x), "t-SNE"
 
 
@@ -119,13 +125,14 @@ def embedding_png(features_path: str | Path, out: str | Path, seed: int = 0) -> 
     xy, method = embed_2d(feats.features, seed)
     fig, ax = plt.subplots(figsize=(7.5, 6))
     unl = feats.labels < 0
+    dot = 20 if len(xy) < 1000 else 6  # visible dots for a sample, no blobs for a dataset
     if unl.any():
-        ax.scatter(*xy[unl].T, s=6, c="lightgrey", label="unlabelled", linewidths=0)
+        ax.scatter(*xy[unl].T, s=dot, c="lightgrey", label="unlabelled", linewidths=0)
     cmap = plt.get_cmap("tab10" if len(feats.class_names) <= 10 else "tab20")
     for k, name in enumerate(feats.class_names):
         sel = feats.labels == k
         ax.scatter(
-            *xy[sel].T, s=8, color=cmap(k % cmap.N), label=f"{name} ({sel.sum()})", linewidths=0
+            *xy[sel].T, s=dot, color=cmap(k % cmap.N), label=f"{name} ({sel.sum()})", linewidths=0
         )
     ax.set_xticks([])
     ax.set_yticks([])
@@ -150,7 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     att.add_argument("--image", required=True, help="a cell image file")
     att.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
     att.add_argument("--out", required=True, help="output PNG")
-    att.add_argument("--size", type=int, default=224, help="model input side in pixels")
+    att.add_argument(
+        "--size", type=int, default=None, help="model input side (default: native, as extract)"
+    )
     att.add_argument(
         "--threshold",
         type=float,
