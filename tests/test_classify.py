@@ -1,0 +1,143 @@
+"""classify: a lab's folder job on real cells from the bundled sample, plus its error messages."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cellssl_jax import classify
+from cellssl_jax.fewshot.features import Features
+
+SAMPLE = Path(classify.__file__).parent / "assets" / "sample"
+CLASSES = ("eosinophil", "lymphocyte", "platelet")
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture()
+def lab(tmp_path: Path) -> tuple[Path, Path]:
+    """6 labelled cells per class of 3 classes, 8 unlabelled cells and one corrupt file."""
+    labelled, unlabelled = tmp_path / "labelled", tmp_path / "unlabelled"
+    for c in CLASSES:
+        (labelled / c).mkdir(parents=True)
+        for f in sorted((SAMPLE / "labelled" / c).iterdir())[:6]:
+            shutil.copy(f, labelled / c / f.name)
+    unlabelled.mkdir()
+    for c in CLASSES:
+        for f in sorted((SAMPLE / "labelled" / c).iterdir())[6:9]:
+            shutil.copy(f, unlabelled / f"{c}_{f.name}")
+    (unlabelled / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    return labelled, unlabelled
+
+
+def test_colorhist_end_to_end(lab, tmp_path, capsys):
+    labelled, unlabelled = lab
+    out = tmp_path / "out"
+    summary = classify.main(
+        [
+            "--labelled",
+            str(labelled),
+            "--unlabelled",
+            str(unlabelled),
+            "--out",
+            str(out),
+            "--features",
+            "colorhist",
+            "--review",
+            "4",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "cross-validated accuracy on the 18 labelled cells (5-fold)" in printed
+    assert "broken.jpg" in printed
+
+    preds = rows(out / "predictions.csv")
+    assert len(preds) == 9 and all(r["file"] != "broken.jpg" for r in preds)
+    assert list(preds[0]) == ["file", "predicted", *CLASSES]
+    for r in preds:
+        proba = np.array([float(r[c]) for c in CLASSES])
+        assert abs(proba.sum() - 1) < 1e-3
+        assert r["predicted"] == CLASSES[int(proba.argmax())]
+    # colour alone tells these three classes apart: the true class is the file-name prefix
+    assert sum(r["file"].startswith(r["predicted"]) for r in preds) >= 7
+
+    counts = rows(out / "counts.csv")
+    assert [r["class"] for r in counts] == [*CLASSES, "total"]
+    assert sum(int(r["cells"]) for r in counts[:-1]) == int(counts[-1]["cells"]) == 9
+    assert abs(sum(float(r["percent"]) for r in counts[:-1]) - 100) < 0.5
+
+    review = rows(out / "review.csv")
+    margins = [float(r["margin"]) for r in review]
+    assert len(review) == 4 and margins == sorted(margins)
+    assert min(margins) == pytest.approx(
+        min(
+            sorted(float(r[c]) for c in CLASSES)[-1] - sorted(float(r[c]) for c in CLASSES)[-2]
+            for r in preds
+        ),
+        abs=2e-4,
+    )
+    assert rows(out / "skipped.csv")[0]["file"].endswith("broken.jpg")
+    assert summary["skipped"] and summary["classified_cells"] == 9
+
+
+def test_xcit_features_with_encoder_file(lab, tmp_path, tiny_encoder):
+    labelled, unlabelled = lab
+    summary = classify.run(labelled, unlabelled, tmp_path / "o", "lr", "xcit", tiny_encoder)
+    assert summary["features"] == "tiny" and len(summary["features_sha256"]) == 64
+    feats = classify.load_features(tmp_path / "o" / "labelled_features.npz")
+    assert feats.features.shape == (18, 128)
+    assert len(rows(tmp_path / "o" / "predictions.csv")) == 9
+
+
+def synthetic(per_class: list[int], seed: int = 0) -> Features:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(per_class)), per_class)
+    x = rng.normal(size=(len(labels), 3)) + 12.0 * np.eye(len(per_class), 3)[labels]
+    return Features(
+        x.astype(np.float32),
+        labels,
+        [f"c{k}" for k in range(len(per_class))],
+        [f"cell{i}.png" for i in range(len(labels))],
+    )
+
+
+def test_classify_features_separable_and_cv_choice():
+    train, test = synthetic([6, 6, 6]), synthetic([4, 4, 4], seed=1)
+    for name in ("svm", "lr", "knn"):
+        result = classify.classify_features(train, test, name)
+        assert result.cv_name == "5-fold" and result.cv_accuracy >= 0.85, name
+        assert (result.predicted == test.labels).mean() >= 0.9, name
+        assert np.allclose(result.proba.sum(1), 1.0) and (result.margin >= 0).all()
+    tiny = classify.classify_features(synthetic([2, 3, 4]), test, "svm")
+    assert tiny.cv_name == "leave-one-out"
+
+
+def run_cli(*argv: str) -> str:
+    with pytest.raises(SystemExit) as exc:
+        classify.main(list(argv))
+    return str(exc.value)
+
+
+def test_errors_name_the_problem(lab, tmp_path):
+    labelled, unlabelled = lab
+    out = str(tmp_path / "out")
+    common = ["--out", out, "--features", "colorhist"]
+    msg = run_cli("--labelled", str(tmp_path / "nope"), "--unlabelled", str(unlabelled), *common)
+    assert "--labelled folder" in msg and "does not exist" in msg
+    msg = run_cli("--labelled", str(unlabelled), "--unlabelled", str(unlabelled), *common)
+    assert "one sub-folder per class" in msg
+    for f in sorted((labelled / "platelet").iterdir())[1:]:
+        f.unlink()
+    msg = run_cli("--labelled", str(labelled), "--unlabelled", str(unlabelled), *common)
+    assert "at least 2" in msg and "platelet (1)" in msg
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    msg = run_cli("--labelled", str(labelled), "--unlabelled", str(empty), *common)
+    assert "no images" in msg
