@@ -3,10 +3,10 @@
     python -m cellssl_jax.select --images DIR --budget 40 --out DIR
     python -m cellssl_jax.select --images DIR --per-class-budget 5 --expected-classes 8 --out DIR
 
-k-means (default): k = budget clusters, the cell nearest each centre is proposed, largest
-clusters first, so common cell types are covered in proportion and every distinct group gets a
-cell. k-center: greedy farthest-point coverage (reaches rare outliers, but proposes more odd
-cells). Writes selection.csv (rank order) and contact_sheet.png under --out.
+k-means (default): k = budget clusters, the cell nearest each centre is proposed, so common
+cell types are covered in proportion and every distinct group gets a cell; cells that stand for
+the most cells come first. k-center: greedy farthest-point coverage (reaches rare outliers,
+but proposes more odd cells). Writes selection.csv (rank order) and contact_sheet.png under --out.
 """
 
 from __future__ import annotations
@@ -40,13 +40,12 @@ def selection_space(features: np.ndarray, dims: int = SPACE_DIMS) -> np.ndarray:
 
 
 def kmeans_pick(x: np.ndarray, budget: int, seed: int = 0) -> np.ndarray:
-    """The cell nearest each k-means centre (k = budget), largest clusters first."""
+    """The cell nearest each k-means centre (k = budget)."""
     km = KMeans(n_clusters=budget, n_init=3, random_state=seed).fit(x)
     dist = ((x[:, None, :] - km.cluster_centers_[None]) ** 2).sum(-1)  # [N, k]
-    sizes = np.bincount(km.labels_, minlength=budget)
     taken = np.zeros(len(x), bool)
     picks = []
-    for c in np.argsort(-sizes, kind="stable"):
+    for c in range(budget):
         order = np.argsort(dist[:, c], kind="stable")
         pick = int(order[~taken[order]][0])  # nearest not yet taken (ties between centres)
         taken[pick] = True
@@ -69,8 +68,9 @@ def kcenter_pick(x: np.ndarray, budget: int, seed: int = 0) -> np.ndarray:
 def propose(
     features: np.ndarray, budget: int, method: str = "kmeans", seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of `budget` distinct cells to label first, in the order to label them, and how
-    many cells each one represents (cells whose nearest proposed cell it is, itself included)."""
+    """Indices of `budget` distinct cells to label first and how many cells each represents
+    (cells whose nearest proposed cell it is, itself included); the cells that stand for the
+    most cells come first, so a labeller who stops early has covered the most."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if not 1 <= budget <= len(features):
@@ -78,7 +78,9 @@ def propose(
     x = selection_space(features)
     picks = (kmeans_pick if method == "kmeans" else kcenter_pick)(x, budget, seed)
     nearest = np.argmin(((x[:, None, :] - x[picks][None]) ** 2).sum(-1), axis=1)
-    return picks, np.bincount(nearest, minlength=budget)
+    represents = np.bincount(nearest, minlength=budget)
+    order = np.argsort(-represents, kind="stable")
+    return picks[order], represents[order]
 
 
 def contact_sheet(paths: list[str], out: Path, thumb: int = 96, columns: int = 10) -> Path:
