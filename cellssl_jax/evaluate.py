@@ -126,7 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help=f"<source>-><target> dataset names ({', '.join(DATASETS)})",
     )
-    tr.add_argument("--n", type=int, default=250, help="source cells per class (default 250)")
+    tr.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="source cells per class (default 250, or all cells of a smaller source; an "
+        "explicit n larger than every class is an error)",
+    )
     return parser
 
 
@@ -168,7 +174,14 @@ def run(args: argparse.Namespace) -> Evaluation:
         first = load_features(args.source)
         source = _part(first, args.split, args.seed, 0)
         target = _part(load_features(args.target), args.split, args.seed, 1)
-        ev = direct_transfer(source, target, *args.map, n_per_class=args.n, **common)
+        ev = direct_transfer(
+            source,
+            target,
+            *args.map,
+            n_per_class=args.n or 250,
+            allow_saturated=args.n is None,
+            **common,
+        )
         ev.inputs = {"source": str(args.source), "target": str(args.target)}
         ev.inputs["map"] = "->".join(args.map)
     ev.inputs["encoder"] = f"{first.encoder} (sha256 {first.encoder_sha256[:12] or 'n/a'})"

@@ -241,6 +241,7 @@ def direct_transfer(
     repeats: int = 100,
     seed: int = 0,
     jobs: int = 1,
+    allow_saturated: bool = False,
 ) -> Evaluation:
     """Fit on n source cells per class, predict target cells with probability masking.
 
@@ -275,7 +276,7 @@ def direct_transfer(
     dropped = sorted(
         set(target.class_names[t] for t in target.labels[target.labelled]) - set(names)
     )
-    notes = _check_n(y_src, [n_per_class], allow_saturated=False)
+    notes = _check_n(y_src, [n_per_class], allow_saturated)
     if dropped:
         notes.append(
             f"target classes without a {source_dataset} counterpart, not scored: {dropped}"
