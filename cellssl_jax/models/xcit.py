@@ -16,6 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Dtype = Any
 
@@ -41,8 +42,11 @@ BN_EPS = 1e-5
 
 
 def gelu(x: jax.Array) -> jax.Array:
-    """Exact (erf) GELU, as torch.nn.GELU()."""
-    return jax.nn.gelu(x, approximate=False)
+    """Exact GELU in torch's own formula, x/2 (1 + erf(x/sqrt 2)).
+
+    jax.nn.gelu(approximate=False) goes through erfc, which is 2.4x slower on XLA:CPU.
+    """
+    return 0.5 * x * (1.0 + jax.lax.erf(x * np.float32(1 / math.sqrt(2)).astype(x.dtype)))
 
 
 def depthwise_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
