@@ -84,6 +84,26 @@ def test_fewshot_bad_input_is_named():
     assert "exceeds every class" in ev.notes[0]
 
 
+def test_unconverged_fits_are_recorded_not_printed():
+    rng = np.random.default_rng(0)  # overlapping, badly scaled classes: lbfgs needs > 100 steps
+    x = rng.normal(size=(200, 30)) * rng.uniform(1, 1e3, 30)
+    y = rng.integers(0, 4, 200)
+    feats = Features(x.astype(np.float32), y, list("abcd"), [str(i) for i in range(200)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ev = fewshot_curve(
+            feats,
+            feats,
+            [100],
+            repeats=1,
+            preset="sklearn-default",
+            classifiers=["lr"],
+            allow_saturated=True,  # all 200 cells: this draw is known not to converge
+        )
+    assert not ev.runs[0].converged
+    assert "without converging in 1 of 1 fits" in ev.notes[-1]
+
+
 @pytest.mark.parametrize("name", ["svm", "lr"])
 def test_probability_masking_picks_best_allowed_class(name):
     rng = np.random.default_rng(0)
@@ -91,8 +111,8 @@ def test_probability_masking_picks_best_allowed_class(name):
     y = np.repeat([0, 1, 2], 30)
     x = centres[y] + rng.normal(scale=0.5, size=(90, 2))
     probe = centres[[2]] + rng.normal(scale=0.2, size=(20, 2))
-    plain = _fit_predict(x, y, probe, [name], "paper-code", None)[0]
-    masked = _fit_predict(x, y, probe, [name], "paper-code", np.array([True, True, False]))[0]
+    plain = _fit_predict(x, y, probe, [name], "paper-code", None)[0][0]
+    masked = _fit_predict(x, y, probe, [name], "paper-code", np.array([True, True, False]))[0][0]
     assert (plain == 2).mean() > 0.9
     assert np.all(masked == 1)
 

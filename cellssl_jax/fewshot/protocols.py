@@ -10,11 +10,13 @@ changes no number since every fit is deterministic given its (sorted) training r
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from joblib import Parallel, delayed
+from sklearn.exceptions import ConvergenceWarning
 from tqdm import tqdm
 
 from cellssl_jax.fewshot import classes as vocab
@@ -42,6 +44,7 @@ class Run:
     repetition: int
     n_train: int
     confusion: np.ndarray  # [C, C] counts over Evaluation.class_names (row: true class)
+    converged: bool = True  # False: the solver stopped at max_iter (ConvergenceWarning)
 
 
 @dataclass
@@ -108,11 +111,12 @@ def _fit_predict(
     classifiers: Sequence[str],
     preset: str,
     mask: np.ndarray | None,
-) -> list[np.ndarray]:
-    """Predicted labels of the test rows for each classifier (one shared preprocessing fit).
+) -> list[tuple[np.ndarray, bool]]:
+    """(predicted test labels, converged) per classifier, with one shared preprocessing fit.
 
     With `mask` (bool per training label), predictions are the argmax of the probabilities
-    restricted to the allowed labels (direct transfer); otherwise plain `predict`.
+    restricted to the allowed labels (direct transfer); otherwise plain `predict`. A
+    ConvergenceWarning (LR at scikit-learn's default max_iter) is recorded, not printed.
     """
     pre = preprocessor(preset)
     if pre is not None:
@@ -121,13 +125,19 @@ def _fit_predict(
     out = []
     for name in classifiers:
         model = classifier(name, preset, probability=mask is not None, labels=y_train)
-        model.fit(x_train, y_train)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model.fit(x_train, y_train)
+        converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        for w in caught:
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if mask is None:
-            out.append(model.predict(x_test))
+            out.append((model.predict(x_test), converged))
             continue
         allowed = mask[model.classes_]
         proba = np.where(allowed[None, :], model.predict_proba(x_test), -np.inf)
-        out.append(model.classes_[np.argmax(proba, axis=1)])
+        out.append((model.classes_[np.argmax(proba, axis=1)], converged))
     return out
 
 
@@ -142,17 +152,32 @@ def _score_draw(
     mask: np.ndarray | None,
     to_row: np.ndarray,
     n_rows: int,
-) -> list[np.ndarray]:
-    """Confusion matrices (one per classifier) of the draw `idx`; `to_row` maps predictions."""
+) -> list[tuple[np.ndarray, bool]]:
+    """(confusion, converged) per classifier for the draw `idx`; `to_row` maps predictions."""
     preds = _fit_predict(x_train[idx], y_train[idx], x_test, classifiers, preset, mask)
-    return [confusion(y_test, to_row[p], n_rows) for p in preds]
+    return [(confusion(y_test, to_row[p], n_rows), ok) for p, ok in preds]
 
 
-def _run_draws(draws: list[np.ndarray], jobs: int, desc: str, **arrays) -> list[list[np.ndarray]]:
+def _run_draws(
+    draws: list[np.ndarray], jobs: int, desc: str, **arrays
+) -> list[list[tuple[np.ndarray, bool]]]:
     """Score every draw in parallel (joblib memory-maps the shared arrays), with a progress bar."""
     tasks = (delayed(_score_draw)(d, **arrays) for d in draws)
     results = Parallel(n_jobs=jobs, return_as="generator")(tasks)
     return list(tqdm(results, total=len(draws), desc=desc, unit="draw"))
+
+
+def _unconverged(runs: list[Run]) -> list[str]:
+    """A note per classifier whose solver hit max_iter in some fits."""
+    notes = []
+    for name in dict.fromkeys(r.classifier for r in runs):
+        bad = [r for r in runs if r.classifier == name and not r.converged]
+        if bad:
+            notes.append(
+                f"{name}: the solver stopped at max_iter without converging in {len(bad)} of "
+                f"{sum(r.classifier == name for r in runs)} fits (ConvergenceWarning)"
+            )
+    return notes
 
 
 def _check_n(labels: np.ndarray, n_values: Sequence[int], allow_saturated: bool) -> list[str]:
@@ -221,13 +246,13 @@ def fewshot_curve(
         n_rows=len(names),
     )
     runs = [
-        Run(name, n, rep, len(draws[d]), confs[d][k])
+        Run(name, n, rep, len(draws[d]), *confs[d][k])
         for k, name in enumerate(classifiers)
         for n in n_values
         for rep in range(repeats)
         for d in [which[(n, rep)]]
     ]
-    return Evaluation("fewshot", preset, seed, list(names), runs, notes=notes)
+    return Evaluation("fewshot", preset, seed, list(names), runs, notes=notes + _unconverged(runs))
 
 
 def direct_transfer(
@@ -306,10 +331,11 @@ def direct_transfer(
             n_per_class,
             rep,
             len(draws[which[(n_per_class, rep)]]),
-            confs[which[(n_per_class, rep)]][k],
+            *confs[which[(n_per_class, rep)]][k],
         )
         for k, name in enumerate(classifiers)
         for rep in range(repeats)
     ]
     groups = vocab.superclass_groups(target_dataset, names)
+    notes += _unconverged(runs)
     return Evaluation("transfer", preset, seed, names, runs, superclasses=groups, notes=notes)

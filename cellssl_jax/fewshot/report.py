@@ -82,7 +82,7 @@ def write_results_csv(ev: Evaluation, path: Path) -> Path:
     sup_names = list(ev.superclasses)
     header = ["protocol", "preset", "classifier", "n_per_class", "repetition", "seed", "n_train"]
     header += ["balanced_accuracy"] + [f"sensitivity:{c}" for c in ev.class_names]
-    header += [f"superclass_sensitivity:{s}" for s in sup_names]
+    header += [f"superclass_sensitivity:{s}" for s in sup_names] + ["converged"]
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
@@ -93,6 +93,7 @@ def write_results_csv(ev: Evaluation, path: Path) -> Path:
                 + [r.n_train, f"{ev.balanced_accuracy(r):.6f}"]
                 + [f"{v:.6f}" for v in ev.sensitivities(r)]
                 + [f"{sup[s]:.6f}" for s in sup_names]
+                + [int(r.converged)]
             )
     return path
 
