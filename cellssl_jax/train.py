@@ -130,6 +130,16 @@ def _init_backbone(path: str, arch_kw: dict) -> dict:
     return enc.variables
 
 
+def check_finite(step: int, loss: float, last_good: int | None, directory: Path) -> None:
+    """Stop the run on a NaN/inf loss; the checkpoints on disk (all from before) stay."""
+    if not math.isfinite(loss):
+        raise SystemExit(
+            f"train: non-finite loss ({loss}) at step {step}; stopped. The last good checkpoint "
+            f"is step {last_good} in {directory} (lower optim.lr or use optim.clip_mode, then "
+            "rerun to resume from it)."
+        )
+
+
 class MetricWriter:
     """Process 0 only: JSONL (one record per step) + TensorBoard scalars (tensorboardX, no TF)."""
 
@@ -296,14 +306,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         ips = (step - step_last) * config.batch_size / (now - t_last) if step > step_last else 0.0
         for s, m in fetched:
             values = {k: float(np.asarray(v)[0]) for k, v in m.items()}
-            if not math.isfinite(values["loss"]):
-                writer.flush()
-                last = ckpt.latest_step()
-                raise SystemExit(
-                    f"train: non-finite loss ({values['loss']}) at step {s}; stopped. The last "
-                    f"good checkpoint is step {last} in {ckpt.directory} (lower optim.lr or "
-                    "use optim.clip_mode, then rerun to resume from it)."
-                )
+            check_finite(s, values["loss"], ckpt.latest_step(), ckpt.directory)
             writer.write(s, {**values, "img_per_s": ips})
         writer.flush()
         eta = (total_steps - step) * (now - t_last) / max(step - step_last, 1)

@@ -1,0 +1,102 @@
+"""The training entry point: SIGKILL mid-run + rerun resumes exactly; NaN stops the run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cellssl_jax.train import check_finite
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--config=configs/cpu_tiny.py",
+    "--config.model.arch=xcit_nano_12_p8", "--config.model.embed_dim=32",
+    "--config.model.depth=1", "--config.model.num_heads=2",
+    "--config.head.out_dim=256", "--config.head.hidden_dim=64", "--config.head.bottleneck_dim=32",
+    "--config.augment.global_size=16", "--config.augment.local_size=8",
+    "--config.augment.n_local=1", "--config.data.image_size=20", "--config.batch_size=4",
+    "--config.total_steps=12", "--config.checkpoint_every=4", "--config.log_every=1",
+    "--config.optim.warmup_epochs=0.5", "--config.data.workers=2",
+]
+# Reading each image sleeps 50 ms so a run lasts long enough to be killed after a checkpoint.
+LAUNCH = (
+    "import sys, time; import cellssl_jax.data.pipeline as P; r = P.read_rgb; "
+    "P.read_rgb = lambda p: (time.sleep(0.05), r(p))[1]; "
+    "from absl import app; from cellssl_jax import train; "
+    "app.run(train.main, argv=sys.argv, flags_parser=train._parse_flags)"
+)
+
+
+def _cmd(workdir: Path, images: Path) -> list[str]:
+    return [sys.executable, "-c", LAUNCH, *TINY, f"--workdir={workdir}",
+            f"--config.data.folder={images}"]
+
+
+def _losses(workdir: Path) -> dict[int, float]:
+    out = {}
+    for line in (workdir / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        out[rec["step"]] = rec["loss"]  # a resumed run rewrites the steps after its checkpoint
+    return out
+
+
+def test_sigkill_then_rerun_resumes_exactly(tmp_path):
+    images = tmp_path / "cells" / "a"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jit"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    run = lambda wd: subprocess.run(_cmd(wd, images.parent), cwd=REPO, env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=600)
+
+    full = run(tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-4000:]
+    reference = _losses(tmp_path / "full")
+    assert sorted(reference) == list(range(1, 13))
+    assert (tmp_path / "full" / "encoder.msgpack").is_file()
+
+    wd = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(wd, images.parent), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (wd / "checkpoints" / "4").is_dir():
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert max(_losses(wd)) < 12
+
+    resumed = run(wd)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "resumed from" in (wd / "train.log").read_text()
+    after = _losses(wd)
+    assert sorted(after) == list(range(1, 13))
+    np.testing.assert_allclose([after[s] for s in range(5, 13)],
+                               [reference[s] for s in range(5, 13)], rtol=1e-6)
+
+
+def test_unknown_config_field_is_a_clear_error(tmp_path):
+    cmd = [sys.executable, "-m", "cellssl_jax.train", "--config=configs/cpu_tiny.py",
+           f"--workdir={tmp_path}", "--config.optim.nonsense=1"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "unknown config field 'nonsense'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_nonfinite_loss_stops_and_names_the_last_checkpoint(tmp_path):
+    check_finite(3, 1.5, None, tmp_path)  # finite: nothing happens
+    with pytest.raises(SystemExit, match=r"non-finite loss \(nan\) at step 7.*step 4"):
+        check_finite(7, float("nan"), 4, tmp_path)
