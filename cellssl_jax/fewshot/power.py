@@ -5,7 +5,7 @@ scikit-learn's `PowerTransformer` finds each feature's lambda with its own scala
 dominated the few-shot protocol (thousands of fits on a few dozen cells). This maximises the
 same likelihood over the same per-feature bounds by a golden-section search run on every
 feature in lock-step, so each step is one vectorised pass over the data. Output matches
-`PowerTransformer(method="yeo-johnson", standardize=True)` (tested).
+`PowerTransformer(method="yeo-johnson", standardize=True)` to ~1e-3 (tested).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
-XTOL = 1.48e-8  # scipy's Brent tolerance
+# Lambda tolerance. scipy's Brent uses 1.48e-8; 1e-4 needs 25 instead of 44 steps and moves
+# standardised outputs by < 1e-3, far below what changes a classifier's decision.
+XTOL = 1e-4
 
 
 def yeo_johnson(x: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
