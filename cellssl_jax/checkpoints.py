@@ -77,10 +77,11 @@ def export_teacher(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     source: str,
+    input_size: int | None = None,
 ) -> Path:
     """Write the teacher backbone (params + BatchNorm statistics) as an encoder file."""
     variables = {
         "params": jax.device_get(state.teacher_params["backbone"]),
         "batch_stats": jax.device_get(state.teacher_batch_stats.get("backbone", {})),
     }
-    return save_encoder(path, arch, model_config, variables, mean, std, source)
+    return save_encoder(path, arch, model_config, variables, mean, std, source, input_size)

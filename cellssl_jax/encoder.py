@@ -2,7 +2,8 @@
 
 Layout: {"meta": json string, "variables": {"params": ..., "batch_stats": ...}}. meta carries
 "arch" (variant name), "model_config" (XCiT kwargs), "mean"/"std" (per channel, pixels in [0, 1])
-and "source" (free text), so `extract` needs no other argument to use it.
+"source" (free text) and, for encoders trained at one resolution, "input_size" (the square side
+the training pipeline resized cells to), so `extract` needs no other argument to use it.
 """
 
 from __future__ import annotations
@@ -33,8 +34,13 @@ def save_encoder(
     mean: Sequence[float],
     std: Sequence[float],
     source: str,
+    input_size: int | None = None,
 ) -> Path:
-    """Write an encoder file; returns its path. `model_config` must be JSON-serialisable."""
+    """Write an encoder file; returns its path. `model_config` must be JSON-serialisable.
+
+    `input_size`: the side cells were resized to in training (None: any size, e.g. converted
+    ImageNet weights); `extract` and `visualize` resize to it by default.
+    """
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean/std need 3 channels, got {list(mean)} / {list(std)}")
     meta = {
@@ -44,6 +50,7 @@ def save_encoder(
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
         "source": source,
+        "input_size": int(input_size) if input_size else None,
     }
     tree = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
     tree = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float32), tree)
@@ -68,6 +75,7 @@ class Encoder:
         self.mean = np.asarray(meta["mean"], np.float32)
         self.std = np.asarray(meta["std"], np.float32)
         self.source: str = meta.get("source", "")
+        self.input_size: int | None = meta.get("input_size")
 
     @property
     def dim(self) -> int:

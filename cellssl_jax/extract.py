@@ -7,8 +7,9 @@
 Image size: by default each image keeps its native size, with height and width each rounded
 to the nearest multiple of 32 (a multiple of both patch sizes, 8 and 16) and resized to it, so
 a dataset of one native size compiles one shape (Acevedo 360x363 -> 352x352, Matek BM 250 ->
-256, Raabin 575 -> 576). `--image_size S` resizes everything to S x S instead. Every batch is
-padded to `--batch_size`, so each image shape compiles once.
+256, Raabin 575 -> 576). An encoder trained at one resolution (its `input_size`, e.g. the bundled
+one) gets every image resized to that square instead, and `--image_size S` forces S x S. Every
+batch is padded to `--batch_size`, so each image shape compiles once.
 
 Resumable: every `--save_every` seconds the rows done so far go to `<out>.partial.npz`; a rerun
 with the same arguments continues from there. Unreadable images are skipped, listed in the npz
@@ -74,6 +75,8 @@ class Extractor:
         self, kind: str, encoder=None, batch_size: int = 32, image_size: int | None = None
     ):
         self.kind, self.encoder, self.batch_size = kind, encoder, batch_size
+        if image_size is None and encoder is not None:
+            image_size = encoder.input_size  # the resolution the encoder was trained at
         self.image_size = image_size
         self.shapes: set[tuple[int, int]] = set()
         if kind == "xcit":
@@ -284,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--image_size",
         type=int,
         default=None,
-        help="resize every image to SxS (default: native size rounded to multiples of 32)",
+        help="resize every image to SxS (default: the encoder's training size if it has one, "
+        "else native size rounded to multiples of 32)",
     )
     parser.add_argument("--workers", type=int, default=4, help="image reading threads")
     parser.add_argument(

@@ -260,6 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         std=aug.std,
         source=f"DINO teacher, cellssl_jax.train, data "
         f"{config.data.folder or config.data.tfds_name}",
+        input_size=config.data.image_size,
     )
     encoder_path = workdir / "encoder.msgpack"
 

@@ -88,7 +88,7 @@ def attention_png(
     from cellssl_jax.encoder import load_encoder
 
     enc = encoder if encoder is not None else load_encoder(checkpoint)
-    cell = model_input(read_rgb(image_path), enc.model.patch_size, size)
+    cell = model_input(read_rgb(image_path), enc.model.patch_size, size or enc.input_size)
     att = enc.forward(cell[None])["cls_attention"][0]
     title = f"{Path(image_path).name} - {enc.name} ({enc.arch}), last class-attention block"
     return attention_figure(cell, att, Path(out), threshold, title)
@@ -158,7 +158,10 @@ def main(argv: list[str] | None = None) -> None:
     att.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
     att.add_argument("--out", required=True, help="output PNG")
     att.add_argument(
-        "--size", type=int, default=None, help="model input side (default: native, as extract)"
+        "--size",
+        type=int,
+        default=None,
+        help="model input side (default: the encoder's training size, else native, as extract)",
     )
     att.add_argument(
         "--threshold",

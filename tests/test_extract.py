@@ -153,3 +153,16 @@ def test_extract_cli_errors(tmp_path, folder):
                 str(tmp_path / "x.npz"),
             ]
         )
+
+
+def test_encoder_input_size_is_the_default_resolution(tmp_path):
+    """An encoder trained at one resolution records it; extract resizes to it unless told."""
+    model = XCiT(**CONFIG)
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    path = save_encoder(tmp_path / "e.msgpack", "custom", CONFIG, variables, (0.5,) * 3,
+                        (0.5,) * 3, "test", input_size=48)
+    enc = load_encoder(path)
+    assert enc.input_size == 48
+    image = np.zeros((60, 64, 3), np.uint8)
+    assert Extractor("xcit", enc).prepare(image).shape == (48, 48, 3)
+    assert Extractor("xcit", enc, image_size=32).prepare(image).shape == (32, 32, 3)
