@@ -61,9 +61,9 @@ def attention_figure(
         axes[0, h + 1].imshow(m, cmap="inferno", alpha=0.65)
         axes[0, h + 1].set_title(f"head {h}", fontsize=8)
         keep = m >= threshold * m.max()
-        shown = np.where(keep[..., None], image, (image * 0.25).astype(np.uint8))
+        shown = np.where(keep[..., None], image, (image * 0.4).astype(np.uint8))
         axes[1, h + 1].imshow(shown)
-        axes[1, h + 1].contour(keep, levels=[0.5], colors="yellow", linewidths=0.8)
+        axes[1, h + 1].contour(keep, levels=[0.5], colors="yellow", linewidths=1.2)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
