@@ -19,7 +19,7 @@ CONFIG = dict(patch_size=16, embed_dim=32, depth=1, num_heads=2, eta=1.0, tokens
 @pytest.fixture(scope="module")
 def encoder_file(tmp_path_factory):
     model = XCiT(**CONFIG)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
     path = tmp_path_factory.mktemp("enc") / "tiny.msgpack"
     return save_encoder(path, "custom", CONFIG, variables, (0.5,) * 3, (0.5,) * 3, "test init")
 
@@ -158,11 +158,44 @@ def test_extract_cli_errors(tmp_path, folder):
 def test_encoder_input_size_is_the_default_resolution(tmp_path):
     """An encoder trained at one resolution records it; extract resizes to it unless told."""
     model = XCiT(**CONFIG)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
-    path = save_encoder(tmp_path / "e.msgpack", "custom", CONFIG, variables, (0.5,) * 3,
-                        (0.5,) * 3, "test", input_size=48)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    path = save_encoder(
+        tmp_path / "e.msgpack",
+        "custom",
+        CONFIG,
+        variables,
+        (0.5,) * 3,
+        (0.5,) * 3,
+        "test",
+        input_size=48,
+    )
     enc = load_encoder(path)
     assert enc.input_size == 48
     image = np.zeros((60, 64, 3), np.uint8)
     assert Extractor("xcit", enc).prepare(image).shape == (48, 48, 3)
     assert Extractor("xcit", enc, image_size=32).prepare(image).shape == (32, 32, 3)
+
+
+def test_extract_tfds_split_matches_folder(tmp_path):
+    from cellssl_jax.data.prepare import prepare
+
+    lab = tmp_path / "lab"
+    rng = np.random.default_rng(3)
+    for name in ["blast", "lympho"]:
+        (lab / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(lab / name / f"{i}.png")
+    prepare("image_folder", lab, tmp_path / "data")
+    spec = ["--features", "colorhist", "--data_dir", str(tmp_path / "data")]
+    main(["--images", "tfds:image_folder/lab/all", "--out", str(tmp_path / "t.npz")] + spec)
+    main(["--images", str(lab), "--out", str(tmp_path / "f.npz"), "--features", "colorhist"])
+    tf, fo = load_features(tmp_path / "t.npz"), load_features(tmp_path / "f.npz")
+    assert tf.class_names == fo.class_names == ["blast", "lympho"]
+    rows = zip(fo.paths, fo.features, fo.labels, strict=True)
+    by_name = {p.split("lab/")[-1]: (x, y) for p, x, y in rows}
+    assert len(tf.paths) == 6
+    for p, x, y in zip(tf.paths, tf.features, tf.labels, strict=True):
+        ref_x, ref_y = by_name[p.split("lab/")[-1]]
+        np.testing.assert_allclose(x, ref_x)
+        assert y == ref_y
