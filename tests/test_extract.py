@@ -199,3 +199,25 @@ def test_extract_tfds_split_matches_folder(tmp_path):
         ref_x, ref_y = by_name[p.split("lab/")[-1]]
         np.testing.assert_allclose(x, ref_x)
         assert y == ref_y
+
+
+def test_real_rgba_tiffs_and_jpegs(shared_data, encoder_file, tmp_path):
+    """Matek blood's 400x400 RGBA TIFFs -> one 384x384 bucket; Acevedo JPEGs -> histograms."""
+    out = tmp_path / "blood.npz"
+    stats = main(
+        ["--images", str(shared_data / "matek_blood_tiff_dev"), "--out", str(out)]
+        + ["--checkpoint", str(encoder_file), "--batch_size", "4"]
+    )
+    feats = load_features(out)
+    assert stats["shapes"] == [(384, 384)] and feats.features.shape == (10, 32)
+    assert feats.class_names == ["EOS", "LYT", "MON", "MYO", "NGS"]
+    assert np.isfinite(feats.features).all() and feats.skipped == []
+    lab = tmp_path / "pbc"
+    for name in ["basophil", "platelet"]:
+        (lab / name).mkdir(parents=True)
+        for src in sorted((shared_data / "acevedo_pbc_dev" / name).glob("*.jpg"))[:5]:
+            (lab / name / src.name).symlink_to(src)
+    main(["--images", str(lab), "--features", "colorhist", "--out", str(tmp_path / "h.npz")])
+    hist = load_features(tmp_path / "h.npz")
+    assert hist.features.shape == (10, 96) and hist.encoder == "colorhist_3x32"
+    np.testing.assert_allclose(hist.features.reshape(10, 3, 32).sum(-1), 1.0, rtol=1e-5)
