@@ -13,10 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from cellssl_jax.fewshot.classes import DATASETS
@@ -31,6 +28,7 @@ from cellssl_jax.fewshot.protocols import (
 )
 from cellssl_jax.fewshot.report import write_report
 from cellssl_jax.fewshot.sampling import stratified_split
+from cellssl_jax.logs import logging_to
 
 log = logging.getLogger("cellssl_jax.evaluate")
 
@@ -188,27 +186,10 @@ def run(args: argparse.Namespace) -> Evaluation:
     return ev
 
 
-@contextmanager
-def _logging_to(path: Path) -> Iterator[None]:
-    """Log the package's INFO messages to stderr and to `path` for the duration of a job."""
-    logger = logging.getLogger("cellssl_jax")
-    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(path)]
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            logger.removeHandler(handler)
-            handler.close()
-
-
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    with _logging_to(args.out / "evaluate.log"):
+    with logging_to(args.out / "evaluate.log"):
         start = time.perf_counter()
         try:
             ev = run(args)

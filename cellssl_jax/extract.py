@@ -23,11 +23,9 @@ import csv
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +35,7 @@ from cellssl_jax import colorhist
 from cellssl_jax.data.images import UnreadableImage
 from cellssl_jax.data.pipeline import FolderSource, resize_rgb, tfds_source
 from cellssl_jax.fewshot.features import save_features
+from cellssl_jax.logs import logging_to
 
 log = logging.getLogger("cellssl_jax.extract")
 
@@ -297,23 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextmanager
-def _logging_to(path: Path) -> Iterator[None]:
-    """Log the package's INFO messages to stderr and to `path` for the duration of a job."""
-    logger = logging.getLogger("cellssl_jax")
-    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(path)]
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            logger.removeHandler(handler)
-            handler.close()
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.workers < 1:
@@ -321,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.image_size is not None and args.image_size < 1:
         raise SystemExit("error: --image_size must be >= 1")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with _logging_to(args.out.with_name(args.out.stem + ".extract.log")):
+    with logging_to(args.out.with_name(args.out.stem + ".extract.log")):
         try:
             source = open_source(args.images, args.data_dir)
             encoder = None

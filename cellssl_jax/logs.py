@@ -1,0 +1,32 @@
+"""Job logging: the package's INFO messages to stderr and to a log file beside the outputs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def logging_to(path: Path) -> Iterator[None]:
+    """Log the package's INFO messages to stderr and to `path` for the duration of a job.
+
+    Propagation to the root logger is off meanwhile: libraries imported on the way (absl, tfds)
+    give it a handler of their own, which would print every line twice.
+    """
+    logger = logging.getLogger("cellssl_jax")
+    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(path)]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.propagate = propagate
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()

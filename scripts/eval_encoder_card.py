@@ -1,0 +1,102 @@
+"""The numbers of an encoder's model card, measured with the project's own commands.
+
+Compares three feature extractors on the real cells in ../shared/data:
+  random  - the same architecture at random initialisation (seed 0),
+  colour  - per-channel colour histograms (3 x 32 bins), no encoder,
+  encoder - the encoder under test (default: the bundled one),
+on (1) PBC in-domain: paper-code SVM fitted on 50 cells/class of the PBC 70/30 train part, scored
+on its test part, 20 repeats; (2) direct transfer: SVM fitted on 250 bone-marrow cells/class
+(matek_bm_dev), predicting the PBC test part with probability masking. Every step is a
+`python -m cellssl_jax.<job>` call; results go to --out (summary.md, summary.json).
+
+    python scripts/eval_encoder_card.py --out runs/card [--encoder F] [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from cellssl_jax.encoder import load_encoder, save_encoder
+from cellssl_jax.models.xcit import XCiT
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def run(*args: str) -> None:
+    print("$ python -m", " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", *args], check=True)
+
+
+def random_twin(encoder_path: Path | None, out: Path) -> Path:
+    """The encoder's architecture at random initialisation (seed 0), same pixels and size."""
+    enc = load_encoder(encoder_path)
+    model = XCiT(**enc.meta["model_config"])
+    side = enc.input_size or 224
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, side, side, 3)))
+    return save_encoder(out, enc.arch, enc.meta["model_config"], variables, enc.mean, enc.std,
+                        "random initialisation (seed 0)", enc.input_size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--encoder", type=Path, default=None, help="default: the bundled encoder")
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        raise SystemExit(f"real cells not found at {SHARED} (set CELLSSL_SHARED_DATA)")
+    out, tfds_dir = args.out, args.out / "tfds"
+    out.mkdir(parents=True, exist_ok=True)
+    if not (tfds_dir / "acevedo").exists():
+        run("cellssl_jax.data.prepare", "acevedo", "--manual_dir",
+            str(SHARED / "acevedo_pbc_dev"), "--data_dir", str(tfds_dir))
+    random_path = random_twin(args.encoder, out / "random_init.msgpack")
+    encoder = str(args.encoder or load_encoder(None).path)
+    kinds = {"random init": ["--checkpoint", str(random_path)],
+             "colour histogram": ["--features", "colorhist"],
+             "encoder": ["--checkpoint", encoder]}
+    rows = []
+    for i, (kind, flags) in enumerate(kinds.items()):
+        feats = {}
+        for name, images in [("pbc_train", "tfds:acevedo/train"), ("pbc_test", "tfds:acevedo/test"),
+                             ("bm", str(SHARED / "matek_bm_dev"))]:
+            feats[name] = out / f"{i}_{name}.npz"
+            if not feats[name].exists():
+                run("cellssl_jax.extract", "--images", images, "--data_dir", str(tfds_dir),
+                    "--out", str(feats[name]), *flags)
+        common = ["--classifiers", "svm", "--preset", "paper-code", "--repeats", str(args.repeats)]
+        run("cellssl_jax.evaluate", "fewshot", "--train", str(feats["pbc_train"]), "--test",
+            str(feats["pbc_test"]), "--n", "50", "--out", str(out / f"{i}_fewshot"), *common)
+        run("cellssl_jax.evaluate", "transfer", "--source", str(feats["bm"]), "--target",
+            str(feats["pbc_test"]), "--map", "matek_bm->acevedo", "--out",
+            str(out / f"{i}_transfer"), *common)
+        for protocol in ("fewshot", "transfer"):
+            summary = json.loads((out / f"{i}_{protocol}" / "summary.json").read_text())[0]
+            rows.append({"features": kind, "protocol": protocol,
+                         "n_per_class": summary["n_per_class"],
+                         "balanced_accuracy_mean": summary["balanced_accuracy_mean"],
+                         "balanced_accuracy_std": summary["balanced_accuracy_std"],
+                         "repeats": summary["repeats"]})
+    (out / "summary.json").write_text(json.dumps({"encoder": encoder, "rows": rows}, indent=2))
+    lines = ["| features | PBC 70/30, 50 cells/class | BM -> PBC direct transfer, 250/class |",
+             "|---|---|---|"]
+    for kind in kinds:
+        cells = [f"{r['balanced_accuracy_mean']:.1%} ± {r['balanced_accuracy_std']:.1%}"
+                 for r in rows if r["features"] == kind]
+        lines.append(f"| {kind} | {cells[0]} | {cells[1]} |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out / 'summary.md'} and {out / 'summary.json'}")
+
+
+if __name__ == "__main__":
+    main()
