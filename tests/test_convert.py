@@ -39,7 +39,10 @@ def _assert_same(a, b):
 
 
 def test_round_trip_without_torch():
-    variables = xcit(ARCH).init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3), np.float32))
+    rng = np.random.default_rng(0)
+    shapes = _flat(abstract_variables(xcit(ARCH)))
+    variables = traverse_util.unflatten_dict(
+        {k: rng.standard_normal(v.shape, dtype=np.float32) for k, v in shapes.items()})
     sd = flax_to_timm(variables)
     assert sd["patch_embed.proj.6.0.weight"].shape == (128, 64, 3, 3)  # torch layouts
     assert sd["blocks.0.local_mp.conv1.weight"].shape == (128, 1, 3, 3)
@@ -55,8 +58,9 @@ def test_infer_arch_from_shapes(name):
 
 
 def test_mismatch_lists_missing_unexpected_and_misshaped_keys():
-    variables = xcit(ARCH).init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3), np.float32))
-    sd = flax_to_timm(variables)
+    shapes = _flat(abstract_variables(xcit(ARCH)))
+    sd = flax_to_timm(traverse_util.unflatten_dict(
+        {k: np.zeros(v.shape, np.float32) for k, v in shapes.items()}))
     del sd["norm.bias"]
     sd["blocks.0.extra.weight"] = np.zeros(3, np.float32)
     sd["cls_token"] = np.zeros((1, 1, 7), np.float32)

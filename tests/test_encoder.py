@@ -18,7 +18,7 @@ CONFIG = dict(patch_size=16, embed_dim=32, depth=1, num_heads=2, eta=1.0, tokens
 @pytest.fixture()
 def encoder_file(tmp_path):
     model = XCiT(**CONFIG)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
     path = save_encoder(tmp_path / "enc.msgpack", "custom", CONFIG, variables,
                         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), source="test init")
     return path, model, variables
@@ -34,7 +34,7 @@ def test_round_trip_and_embed_matches_model(encoder_file):
     images = np.random.default_rng(0).integers(0, 256, (3, 48, 40, 3), dtype=np.uint8)
     feats = enc.embed(images)
     assert feats.shape == (3, 32) and feats.dtype == np.float32
-    ref = model.apply(variables, images.astype(np.float32) / 127.5 - 1.0)["cls"]
+    ref = jax.jit(model.apply)(variables, images.astype(np.float32) / 127.5 - 1.0)["cls"]
     np.testing.assert_allclose(feats, ref, atol=1e-5)
     out = enc.forward(images)
     assert out["cls_attention"].shape == (3, 2, 3, 3)

@@ -14,7 +14,7 @@ TINY = dict(patch_size=8, embed_dim=32, depth=2, num_heads=4, eta=1.0, tokens_no
 
 def _init(model: XCiT, shape=(2, 40, 48, 3)):
     x = jax.random.normal(jax.random.PRNGKey(1), shape)
-    return model.init(jax.random.PRNGKey(0), x), x
+    return jax.jit(model.init)(jax.random.PRNGKey(0), x), x
 
 
 def test_output_shapes_non_square_and_odd_sizes():
@@ -22,7 +22,7 @@ def test_output_shapes_non_square_and_odd_sizes():
     variables, _ = _init(model)
     # 45 x 51 is not a multiple of 8: each stride-2 conv maps a side to ceil(side / 2).
     x = jnp.ones((3, 45, 51, 3))
-    out = model.apply(variables, x)
+    out = jax.jit(model.apply)(variables, x)
     assert out["cls"].shape == (3, 32)
     assert out["patch_tokens"].shape == (3, 6 * 7, 32)
     assert out["cls_attention"].shape == (3, 4, 6, 7)
@@ -34,23 +34,25 @@ def test_output_shapes_non_square_and_odd_sizes():
 def test_train_mode_updates_batch_stats_and_uses_dropout_rng():
     model = XCiT(**TINY, drop_path_rate=0.5)
     variables, x = _init(model)
-    out, updates = model.apply(variables, x, train=True, mutable=["batch_stats"],
-                               rngs={"dropout": jax.random.PRNGKey(2)})
+    train_step = jax.jit(lambda v, x, key: model.apply(v, x, train=True, mutable=["batch_stats"],
+                                                        rngs={"dropout": key}))
+    out, updates = train_step(variables, x, jax.random.PRNGKey(2))
     before = jax.tree_util.tree_leaves(variables["batch_stats"])
     after = jax.tree_util.tree_leaves(updates["batch_stats"])
     assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
-    out2, _ = model.apply(variables, x, train=True, mutable=["batch_stats"],
-                          rngs={"dropout": jax.random.PRNGKey(3)})
+    out2, _ = train_step(variables, x, jax.random.PRNGKey(3))
     assert not np.allclose(out["cls"], out2["cls"])  # different stochastic-depth masks
     # eval mode is deterministic and needs no rng
-    e1, e2 = model.apply(variables, x), model.apply(variables, x)
+    evaluate = jax.jit(model.apply)
+    e1, e2 = evaluate(variables, x), evaluate(variables, x)
     np.testing.assert_array_equal(e1["cls"], e2["cls"])
 
 
 def test_batchnorm_tracks_unbiased_variance_like_torch():
     model = XCiT(**TINY)
     variables, x = _init(model)
-    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    _, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
+        variables, x)
     # first patch-embed conv output, recomputed by hand
     kernel = variables["params"]["patch_embed"]["conv_0"]["kernel"]
     y = jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
@@ -65,8 +67,8 @@ def test_bfloat16_compute_keeps_float32_params():
     model = XCiT(**TINY, dtype=jnp.bfloat16)
     variables, x = _init(model)
     assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables))
-    out = model.apply(variables, x)
-    ref = XCiT(**TINY).apply(variables, x)
+    out = jax.jit(model.apply)(variables, x)
+    ref = jax.jit(XCiT(**TINY).apply)(variables, x)
     assert out["cls"].dtype == jnp.bfloat16
     assert np.abs(np.asarray(out["cls"], np.float32) - np.asarray(ref["cls"])).max() < 0.1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
@@ -38,7 +39,7 @@ def _compare(timm_xcit, name: str, batch: int, height: int, width: int):
         ref = model.forward_features(images).numpy()
     hook.remove()
     variables = timm_to_flax({k: v.numpy() for k, v in model.state_dict().items()}, name)
-    out = xcit(name).apply(variables, images.numpy().transpose(0, 2, 3, 1))
+    out = jax.jit(xcit(name).apply)(variables, images.numpy().transpose(0, 2, 3, 1))
     hp, wp = out["cls_attention"].shape[2:]
     assert (hp, wp) == (-(-height // model.patch_embed.patch_size),
                         -(-width // model.patch_embed.patch_size))
