@@ -15,7 +15,9 @@ def _data(n=300, d=20, k=5, seed=0):
     return (centres[y] + rng.normal(size=(n, d))).astype(np.float32), y
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"class_weight": "balanced"}, {"gamma": 0.05, "C": 3.0}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"class_weight": "balanced"}, {"gamma": 0.05, "C": 3.0}, {"gamma": "auto"}]
+)
 def test_fast_svc_predicts_exactly_like_svc(kwargs, monkeypatch):
     x, y = _data()
     test, _ = _data(n=500, seed=1)

@@ -51,22 +51,10 @@ class FastSVC(SVC):
             [self._vote(x[i : i + PREDICT_CHUNK]) for i in range(0, len(x), PREDICT_CHUNK)]
         )
 
-    def fit(self, X, y, sample_weight=None):  # noqa: N803
-        super().fit(X, y, sample_weight)
-        x = np.asarray(X, dtype=np.float64)
-        if self.gamma == "scale":  # scikit-learn's rule, on the float64 data libsvm saw
-            var = x.var()
-            self.rbf_gamma_ = 1.0 / (x.shape[1] * var) if var != 0 else 1.0
-        elif self.gamma == "auto":
-            self.rbf_gamma_ = 1.0 / x.shape[1]
-        else:
-            self.rbf_gamma_ = float(self.gamma)
-        return self
-
     def _vote(self, x: np.ndarray) -> np.ndarray:
         sv = self.support_vectors_
         sq = (x * x).sum(1)[:, None] + (sv * sv).sum(1)[None, :] - 2.0 * x @ sv.T
-        kernel = np.exp(-self.rbf_gamma_ * np.maximum(sq, 0.0))
+        kernel = np.exp(-self._gamma * np.maximum(sq, 0.0))  # the gamma libsvm was fitted with
         bounds = np.concatenate([[0], np.cumsum(self.n_support_)])
         n_classes = len(self.classes_)
         votes = np.zeros((len(x), n_classes), dtype=np.int64)
