@@ -53,10 +53,10 @@ def unlabelled_folder(root: Path, tfds_dir: Path) -> Path:
     for path in (SHARED / "matek_bm_dev").rglob("*.jpg"):
         (root / "bm" / f"{path.parent.name}_{path.name}").symlink_to(path.resolve())
     by_name = {p.name: p.resolve() for p in (SHARED / "acevedo_pbc_dev").rglob("*.jpg")}
-    train = tfds.data_source("acevedo", split="train", data_dir=str(tfds_dir))
+    train = tfds.data_source("acevedo", split="train", data_dir=str(tfds_dir),
+                             decoders={"image": tfds.decode.SkipDecoding()})  # names only
     for i in range(len(train)):
-        name = Path(train[i]["file_name"].decode() if isinstance(train[i]["file_name"], bytes)
-                    else train[i]["file_name"]).name
+        name = Path(train[i]["file_name"].decode()).name
         (root / "pbc_train" / name).symlink_to(by_name[name])
     return root
 
