@@ -24,7 +24,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from cellssl_jax.encoder import load_encoder, save_encoder
+from cellssl_jax.encoder import Encoder, load_encoder, save_encoder
 from cellssl_jax.models.xcit import XCiT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,9 +36,8 @@ def run(*args: str) -> None:
     subprocess.run([sys.executable, "-m", *args], check=True)
 
 
-def random_twin(encoder_path: Path | None, out: Path) -> Path:
+def random_twin(enc: Encoder, out: Path) -> Path:
     """The encoder's architecture at random initialisation (seed 0), same pixels and size."""
-    enc = load_encoder(encoder_path)
     model = XCiT(**enc.meta["model_config"])
     side = enc.input_size or 224
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, side, side, 3)))
@@ -59,8 +58,9 @@ def main() -> None:
     if not (tfds_dir / "acevedo").exists():
         run("cellssl_jax.data.prepare", "acevedo", "--manual_dir",
             str(SHARED / "acevedo_pbc_dev"), "--data_dir", str(tfds_dir))
-    random_path = random_twin(args.encoder, out / "random_init.msgpack")
-    encoder = str(args.encoder or load_encoder(None).path)
+    enc = load_encoder(args.encoder)
+    random_path = random_twin(enc, out / "random_init.msgpack")
+    encoder = str(enc.path)
     kinds = {"random init": ["--checkpoint", str(random_path)],
              "colour histogram": ["--features", "colorhist"],
              "encoder": ["--checkpoint", encoder]}
