@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cellssl_jax.models.xcit import XCIT_VARIANTS, XCiT, depthwise_conv3x3, xcit
+from cellssl_jax.models.xcit import XCIT_VARIANTS, Conv3x3s2, XCiT, depthwise_conv3x3, xcit
 
 TINY = dict(patch_size=8, embed_dim=32, depth=2, num_heads=4, eta=1.0, tokens_norm=True)
 
@@ -61,6 +61,20 @@ def test_batchnorm_tracks_unbiased_variance_like_torch():
     stats = updates["batch_stats"]["patch_embed"]["bn_0"]
     np.testing.assert_allclose(stats["mean"], 0.1 * y.mean(0), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * y.var(0, ddof=1), rtol=1e-4)
+
+
+@pytest.mark.parametrize("features", [16, 24])  # 24: the zero-4th-channel path (xcit_tiny p16)
+def test_conv3x3s2_matches_plain_strided_conv(features):
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 45, 51, 3))
+    conv = Conv3x3s2(features)
+    variables = conv.init(jax.random.PRNGKey(0), x)
+    kernel = variables["params"]["kernel"]
+    assert kernel.shape == (3, 3, 3, features)  # the padding never reaches the parameters
+    ref = jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    out = jax.jit(conv.apply)(variables, x)
+    assert out.shape == (2, 23, 26, features)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
 def test_bfloat16_compute_keeps_float32_params():
