@@ -3,8 +3,8 @@
   .venv/bin/python scripts/bench_eval.py --images ../shared/data/acevedo_pbc_dev --out bench_out
 
 Steps (each one a real CLI run, timed): (1) `extract` with an encoder (--checkpoint, or a
-random-init XCiT of --arch saved to the output folder, as long as no trained encoder is
-bundled); (2) `evaluate fewshot --split 0.7` with the default protocol (8 sizes x --repeats x
+random-init XCiT of --arch saved to the output folder; the bundled encoder is not used by
+default); (2) `evaluate fewshot --split 0.7` with the default protocol (8 sizes x --repeats x
 svm,lr,knn); (3) the colour-histogram baseline: `extract --features colorhist`, then SVM
 (paper-code) at 50 cells/class, 70/30, 20 repetitions. Figures go to <out>/bench.json, with
 the machine's load average (the CPU may be shared).
