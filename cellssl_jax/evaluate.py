@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> Evaluation:
             source,
             target,
             *args.map,
-            n_per_class=args.n or 250,
+            n_per_class=250 if args.n is None else args.n,
             allow_saturated=args.n is None,
             **common,
         )

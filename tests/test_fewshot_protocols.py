@@ -138,3 +138,5 @@ def test_direct_transfer_masks_maps_and_reports_superclasses():
     assert ev.class_names == ["ig", "neutrophil"] and ev.superclasses == {}
     assert any("platelet" in n for n in ev.notes) and any("BLA" in n for n in ev.notes)
     assert all(ev.balanced_accuracy(r) > 0.9 for r in ev.runs)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        direct_transfer(source, acev, "matek_bm", "acevedo", n_per_class=0)

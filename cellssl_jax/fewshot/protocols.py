@@ -276,6 +276,8 @@ def direct_transfer(
     are reported beside the classes and left out of balanced accuracy.
     """
     check_names(list(classifiers), preset)
+    if repeats < 1 or n_per_class < 1:
+        raise ValueError("repeats and n_per_class must be >= 1")
     require_labels(source, "source")
     require_labels(target, "target")
     _require_same_dim(source, target)
