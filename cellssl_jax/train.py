@@ -9,10 +9,10 @@ from the latest), ``encoder.msgpack`` (the teacher backbone, refreshed with each
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,18 +21,20 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from cellssl_jax.checkpoints import Checkpointer, export_teacher
-from cellssl_jax.data.pipeline import FolderSource, host_batches, tfds_source
+from cellssl_jax.data.pipeline import FolderSource, host_batches, steps_per_epoch, tfds_source
 from cellssl_jax.dino.augment import AugmentConfig
 from cellssl_jax.dino.optim import make_optimizer
 from cellssl_jax.dino.schedules import DinoSchedules
 from cellssl_jax.dino.state import TrainState, create_train_state
 from cellssl_jax.dino.step import StepConfig, pmapped_step, replicate
 from cellssl_jax.encoder import load_encoder
+from cellssl_jax.logs import logging_to
 from cellssl_jax.models.heads import DINOHead, MultiCropModel
 from cellssl_jax.models.xcit import XCIT_VARIANTS, xcit
 
@@ -115,6 +117,30 @@ def make_schedules(
     )
 
 
+def make_tx(
+    config: ml_collections.ConfigDict, sched: DinoSchedules
+) -> optax.GradientTransformation:
+    """The configured clipping + AdamW on the run's lr and weight-decay schedules."""
+    return make_optimizer(
+        lr=sched.learning_rate,
+        weight_decay=sched.wd,
+        clip_mode=config.optim.clip_mode,
+        clip=config.optim.clip,
+    )
+
+
+def init_state(
+    config: ml_collections.ConfigDict,
+    student: MultiCropModel,
+    tx: optax.GradientTransformation,
+    init_backbone: dict | None = None,
+) -> TrainState:
+    """The run's state at step 0 (seeded by ``config.seed``), built on a global-size sample."""
+    size = config.augment.global_size
+    sample = [jnp.zeros((1, size, size, 3))]
+    return create_train_state(student, tx, config.seed, sample, init_backbone=init_backbone)
+
+
 def _init_backbone(path: str, arch_kw: dict) -> dict:
     try:
         enc = load_encoder(path)
@@ -182,19 +208,6 @@ def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _setup_logging(workdir: Path, is_main: bool) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    log.setLevel(logging.INFO if is_main else logging.WARNING)
-    log.handlers.clear()
-    log.propagate = False
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if is_main:
-        handlers.append(logging.FileHandler(workdir / "train.log"))
-    for h in handlers:
-        h.setFormatter(fmt)
-        log.addHandler(h)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> Path:
     """Train (or resume) DINO as configured; returns the exported teacher encoder file."""
     if config.distributed:
@@ -202,8 +215,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
-    _setup_logging(workdir, is_main)
+    # process 0 logs INFO to stderr and train.log; the others only warnings (root handlers)
+    with logging_to(workdir / "train.log") if is_main else contextlib.nullcontext():
+        return _train(config, workdir, is_main)
 
+
+def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> Path:
+    """The run itself (logging already set up by ``train_and_evaluate``)."""
     source = make_source(config.data)
     n_global = jax.device_count()
     if config.batch_size % n_global:
@@ -211,25 +229,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             f"train: batch_size {config.batch_size} is not a multiple of the {n_global} devices"
         )
     per_device = config.batch_size // n_global
-    steps_per_epoch = len(source) // config.batch_size
-    if steps_per_epoch == 0:
+    per_epoch = steps_per_epoch(len(source), config.batch_size)
+    if per_epoch == 0:
         raise SystemExit(
             f"train: {len(source)} images do not fill one batch of {config.batch_size}"
         )
-    total_steps = config.total_steps or int(round(config.epochs * steps_per_epoch))
+    total_steps = config.total_steps or int(round(config.epochs * per_epoch))
     arch_kw = backbone_config(config)
     student, teacher = build_models(config)
-    sched = make_schedules(config, steps_per_epoch, total_steps)
+    sched = make_schedules(config, per_epoch, total_steps)
     aug = augment_config(config)
-    tx = make_optimizer(
-        lr=sched.learning_rate,
-        weight_decay=sched.wd,
-        clip_mode=config.optim.clip_mode,
-        clip=config.optim.clip,
-    )
+    tx = make_tx(config, sched)
     init_bb = _init_backbone(config.init_encoder, arch_kw) if config.init_encoder else None
-    sample = [jnp.zeros((1, aug.global_size, aug.global_size, 3))]
-    state = create_train_state(student, tx, config.seed, sample, init_backbone=init_bb)
+    state = init_state(config, student, tx, init_backbone=init_bb)
 
     ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
     if ckpt.latest_step() is not None:
@@ -249,7 +261,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         len(source),
         config.batch_size,
         n_global,
-        steps_per_epoch,
+        per_epoch,
         total_steps,
     )
 

@@ -12,14 +12,11 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from cellssl_jax.dino.optim import make_optimizer
-from cellssl_jax.dino.state import create_train_state
 from cellssl_jax.dino.step import StepConfig, pmapped_step, replicate
-from cellssl_jax.train import augment_config, build_models, make_schedules
+from cellssl_jax.train import augment_config, build_models, init_state, make_schedules, make_tx
 
 # --config comes with cellssl_jax.train (same preset files and overrides).
 flags.DEFINE_integer("steps", 10, "timed steps (after one compile/warm-up step)")
@@ -38,10 +35,8 @@ def main(argv: list[str]) -> None:
     student, teacher = build_models(config)
     sched = make_schedules(config, steps_per_epoch=100, total_steps=1000)
     aug = augment_config(config)
-    tx = make_optimizer(lr=sched.learning_rate, weight_decay=sched.wd,
-                        clip_mode=config.optim.clip_mode, clip=config.optim.clip)
-    sample = [jnp.zeros((1, aug.global_size, aug.global_size, 3))]
-    state = create_train_state(student, tx, 0, sample)
+    tx = make_tx(config, sched)
+    state = init_state(config, student, tx)
     step = pmapped_step(student=student, teacher=teacher, tx=tx,
                         cfg=StepConfig(augment=aug, schedules=sched))
     size = config.data.image_size

@@ -19,7 +19,6 @@ import json
 import logging
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -27,14 +26,14 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from cellssl_jax.checkpoints import export_teacher
 from cellssl_jax.data.pipeline import FolderSource, resize_rgb
-from cellssl_jax.dino.optim import make_optimizer
-from cellssl_jax.dino.state import create_train_state
 from cellssl_jax.encoder import load_encoder
 from cellssl_jax.train import (
     augment_config,
     backbone_config,
     build_models,
+    init_state,
     make_schedules,
+    make_tx,
     train_and_evaluate,
 )
 
@@ -85,13 +84,9 @@ def main() -> None:
 
     # the same model at initialisation (same seed -> same initial teacher as the run's)
     student, _ = build_models(config)
-    sched = make_schedules(config, 1, args.steps)
-    tx = make_optimizer(lr=sched.learning_rate, weight_decay=sched.wd,
-                        clip_mode=config.optim.clip_mode, clip=config.optim.clip)
+    state0 = init_state(config, student, make_tx(config, make_schedules(config, 1, args.steps)))
     aug = augment_config(config)
-    init_state = create_train_state(student, tx, config.seed,
-                                    [jnp.zeros((1, aug.global_size, aug.global_size, 3))])
-    init_path = export_teacher(workdir / "encoder_init.msgpack", init_state,
+    init_path = export_teacher(workdir / "encoder_init.msgpack", state0,
                                arch=config.model.arch, model_config=backbone_config(config),
                                mean=aug.mean, std=aug.std, source="DINO teacher at init")
 

@@ -11,7 +11,7 @@ out-first, so the units are the same as timm's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -45,10 +45,6 @@ def _unitwise_norm(x: jax.Array, out_first: bool) -> jax.Array:
     return jnp.sqrt(jnp.sum(x * x, axis=axes, keepdims=True))
 
 
-class _Empty(NamedTuple):
-    pass
-
-
 def adaptive_grad_clip(factor: float, eps: float = 1e-3) -> optax.GradientTransformation:
     """timm's AGC with units laid out as explained in the module docstring."""
 
@@ -62,7 +58,7 @@ def adaptive_grad_clip(factor: float, eps: float = 1e-3) -> optax.GradientTransf
 
         return jax.tree_util.tree_map_with_path(clip, updates, params), state
 
-    return optax.GradientTransformation(lambda _: _Empty(), update)
+    return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
 
 
 def per_tensor_clip(max_norm: float) -> optax.GradientTransformation:
@@ -75,7 +71,7 @@ def per_tensor_clip(max_norm: float) -> optax.GradientTransformation:
 
         return jax.tree.map(clip, updates), state
 
-    return optax.GradientTransformation(lambda _: _Empty(), update)
+    return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
 
 
 def make_optimizer(
