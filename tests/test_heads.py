@@ -1,4 +1,4 @@
-"""DINO head: layout of the weight-normed prototypes, L2 bottleneck, teacher = student copy."""
+"""DINO head: layout of the weight-normed prototypes, L2 bottleneck, the optional gain."""
 
 import jax
 import jax.numpy as jnp
