@@ -54,8 +54,10 @@ class Result:
     @property
     def margin(self) -> np.ndarray:
         """Top probability minus the runner-up's: small = the classifier hesitates."""
-        top2 = np.sort(self.proba, axis=1)[:, -2:] if self.proba.shape[1] > 1 else None
-        return top2[:, 1] - top2[:, 0] if top2 is not None else np.ones(len(self.proba))
+        if self.proba.shape[1] < 2:
+            return np.ones(len(self.proba))
+        top2 = np.sort(self.proba, axis=1)[:, -2:]
+        return top2[:, 1] - top2[:, 0]
 
     def counts(self) -> np.ndarray:
         return np.bincount(self.predicted, minlength=len(self.class_names))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
 import sys
@@ -48,16 +49,7 @@ def read_truth(sample: Path, class_names: list[str]) -> dict[str, int]:
 def with_truth(feats: Features, truth: dict[str, int], class_names: list[str]) -> Features:
     """The unlabelled features with their true labels (for scoring only)."""
     labels = np.array([truth[Path(p).name] for p in feats.paths], dtype=np.int64)
-    return Features(
-        feats.features,
-        labels,
-        class_names,
-        feats.paths,
-        feats.encoder,
-        feats.encoder_sha256,
-        feats.skipped,
-        feats.source,
-    )
+    return dataclasses.replace(feats, labels=labels, class_names=class_names)
 
 
 def run_kind(kind: str, extractor, out: Path, sample: Path) -> dict:

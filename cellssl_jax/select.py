@@ -42,11 +42,10 @@ def selection_space(features: np.ndarray, dims: int = SPACE_DIMS) -> np.ndarray:
 def kmeans_pick(x: np.ndarray, budget: int, seed: int = 0) -> np.ndarray:
     """The cell nearest each k-means centre (k = budget)."""
     km = KMeans(n_clusters=budget, n_init=3, random_state=seed).fit(x)
-    dist = ((x[:, None, :] - km.cluster_centers_[None]) ** 2).sum(-1)  # [N, k]
     taken = np.zeros(len(x), bool)
     picks = []
-    for c in range(budget):
-        order = np.argsort(dist[:, c], kind="stable")
+    for centre in km.cluster_centers_:
+        order = np.argsort(((x - centre) ** 2).sum(-1), kind="stable")
         pick = int(order[~taken[order]][0])  # nearest not yet taken (ties between centres)
         taken[pick] = True
         picks.append(pick)
@@ -77,7 +76,8 @@ def propose(
         raise ValueError(f"budget must be between 1 and the {len(features)} cells, got {budget}")
     x = selection_space(features)
     picks = (kmeans_pick if method == "kmeans" else kcenter_pick)(x, budget, seed)
-    nearest = np.argmin(((x[:, None, :] - x[picks][None]) ** 2).sum(-1), axis=1)
+    # one [N] distance row per proposed cell: no [N, budget, dims] temporary
+    nearest = np.argmin([((x - p) ** 2).sum(-1) for p in x[picks]], axis=0)
     represents = np.bincount(nearest, minlength=budget)
     order = np.argsort(-represents, kind="stable")
     return picks[order], represents[order]
