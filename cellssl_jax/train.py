@@ -68,9 +68,13 @@ def backbone_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return kw
 
 
-def build_models(config: ml_collections.ConfigDict) -> tuple[MultiCropModel, MultiCropModel]:
-    """Student (with stochastic depth) and teacher (without); same parameter structure."""
-    kw = backbone_config(config)
+def build_models(
+    config: ml_collections.ConfigDict, arch_kw: dict[str, Any]
+) -> tuple[MultiCropModel, MultiCropModel]:
+    """Student (with stochastic depth) and teacher (without) on ``backbone_config(config)``.
+
+    ``arch_kw`` is passed in because callers also need it (init encoder check, export).
+    """
     dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(config.model.dtype)
     if dtype is None:
         raise SystemExit(f"train: model.dtype must be float32 or bfloat16: {config.model.dtype}")
@@ -85,7 +89,9 @@ def build_models(config: ml_collections.ConfigDict) -> tuple[MultiCropModel, Mul
     )
 
     def backbone(rate: float):
-        return xcit(config.model.arch, **kw, drop_path_rate=rate, bn_axis_name="batch", dtype=dtype)
+        return xcit(
+            config.model.arch, **arch_kw, drop_path_rate=rate, bn_axis_name="batch", dtype=dtype
+        )
 
     student = MultiCropModel(backbone(config.model.drop_path_rate), head)
     return student, MultiCropModel(backbone(0.0), head)
@@ -236,7 +242,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         )
     total_steps = config.total_steps or int(round(config.epochs * per_epoch))
     arch_kw = backbone_config(config)
-    student, teacher = build_models(config)
+    student, teacher = build_models(config, arch_kw)
     sched = make_schedules(config, per_epoch, total_steps)
     aug = augment_config(config)
     tx = make_tx(config, sched)
@@ -275,6 +281,13 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         input_size=config.data.image_size,
     )
     encoder_path = workdir / "encoder.msgpack"
+    if start >= total_steps:  # finished: no step to compile, no loader to start
+        log.info("nothing to do: checkpoint step %d >= total_steps %d; encoder %s", start,
+                 total_steps, encoder_path)
+        if is_main and not encoder_path.exists():
+            export_teacher(encoder_path, state, **export_kw)
+        ckpt.close()
+        return encoder_path
 
     def save(host_state: TrainState) -> None:
         ckpt.save(host_state, {"config": config.to_dict(), "step": int(host_state.step)})
@@ -356,10 +369,6 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         ckpt.wait()
         ckpt.close()
         writer.close()
-    if start >= total_steps:
-        log.info("nothing to do: checkpoint step %d >= total_steps %d", start, total_steps)
-        if is_main and not encoder_path.exists():
-            export_teacher(encoder_path, jax.tree.map(lambda x: x[0], rstate), **export_kw)
     log.info("done: encoder %s, metrics %s", encoder_path, workdir / "metrics.jsonl")
     return encoder_path
 
@@ -378,15 +387,21 @@ def main(argv: list[str]) -> None:
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, with an unknown ``--config.<field>`` reported in one line."""
+def parse_flags(argv: list[str], default_config: str | None = None) -> list[str]:
+    """absl's parser, with an unknown ``--config.<field>`` reported in one line (not a traceback).
+
+    Public so that scripts sharing the ``--config`` flag reuse it; ``default_config`` is their
+    preset when ``--config`` is not given, set here because setting it parses the overrides.
+    """
     try:
+        if default_config is not None:
+            FLAGS.set_default("config", default_config)
         return app.parse_flags_with_usage(argv)
     except (AttributeError, KeyError) as err:
         name = str(err).strip("\"'")
-        raise SystemExit(f"train: unknown config field {name!r} (cellssl_jax/dino/config.py "
-                         "lists them all)") from None
+        raise SystemExit(f"{Path(argv[0]).stem}: unknown config field {name!r} "
+                         "(cellssl_jax/dino/config.py lists them all)") from None
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=parse_flags)

@@ -16,7 +16,14 @@ import numpy as np
 from absl import app, flags
 
 from cellssl_jax.dino.step import StepConfig, pmapped_step, replicate
-from cellssl_jax.train import augment_config, build_models, init_state, make_schedules, make_tx
+from cellssl_jax.train import (
+    augment_config,
+    backbone_config,
+    build_models,
+    init_state,
+    make_schedules,
+    make_tx,
+)
 
 # --config comes with cellssl_jax.train (same preset files and overrides).
 flags.DEFINE_integer("steps", 10, "timed steps (after one compile/warm-up step)")
@@ -32,7 +39,7 @@ def main(argv: list[str]) -> None:
     n_dev = jax.local_device_count()
     if config.batch_size % n_dev:
         raise SystemExit(f"batch_size {config.batch_size} is not a multiple of {n_dev} devices")
-    student, teacher = build_models(config)
+    student, teacher = build_models(config, backbone_config(config))
     sched = make_schedules(config, steps_per_epoch=100, total_steps=1000)
     aug = augment_config(config)
     tx = make_tx(config, sched)

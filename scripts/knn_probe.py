@@ -2,9 +2,11 @@
 model at initialisation by k-NN on cells it never saw.
 
     python scripts/knn_probe.py --workdir runs/probe --steps 300 \\
-        --train ../shared/data/matek_bm_dev --eval ../shared/data/acevedo_pbc_dev
+        --train ../shared/data/matek_bm_dev --eval ../shared/data/acevedo_pbc_dev \\
+        [--config configs/cpu_tiny.py] [--config.dino.momentum_teacher=0.98 ...]
 
-Trains `configs/cpu_tiny.py` on --train for --steps (resuming/skipping if --workdir already
+Trains --config (default `configs/cpu_tiny.py`; overrides `--config.<field>=<value>` as in
+`python -m cellssl_jax.train`) on --train for --steps (resuming/skipping if --workdir already
 holds that many), exports the teacher at initialisation (same seed) too, embeds up to
 --per_class cells per class of --eval at the config's image size, and reports: loss at the
 start and end, the teacher-entropy range (collapse check), and k-NN balanced accuracy (cosine,
@@ -13,13 +15,13 @@ k=20, stratified 5-fold) of init vs trained CLS features. Writes probe.json in -
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
+import functools
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
+from absl import app, flags
+from absl import logging as absl_logging
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
@@ -34,17 +36,20 @@ from cellssl_jax.train import (
     init_state,
     make_schedules,
     make_tx,
+    parse_flags,
     train_and_evaluate,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def load_preset(path: Path):
-    spec = importlib.util.spec_from_file_location("preset", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
+# --config (default: cpu_tiny, see the end) and --workdir come with cellssl_jax.train.
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("steps", 300, "training steps (config.total_steps)")
+flags.DEFINE_string("train", str(REPO.parent / "shared" / "data" / "matek_bm_dev"),
+                    "folder of cells to train on (config.data.folder)")
+flags.DEFINE_string("eval", str(REPO.parent / "shared" / "data" / "acevedo_pbc_dev"),
+                    "folder of class sub-folders for the k-NN probe")
+flags.DEFINE_integer("per_class", 100, "at most this many eval cells per class")
 
 
 def knn_accuracy(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
@@ -55,52 +60,38 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> flo
     return float(balanced_accuracy_score(labels, pred))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--config", default=str(REPO / "configs" / "cpu_tiny.py"))
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--train", default=str(REPO.parent / "shared" / "data" / "matek_bm_dev"))
-    ap.add_argument("--eval", default=str(REPO.parent / "shared" / "data" / "acevedo_pbc_dev"))
-    ap.add_argument("--per_class", type=int, default=100)
-    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                    help="config overrides, e.g. dino.momentum_teacher=0.98")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    workdir = Path(args.workdir)
-
-    config = load_preset(Path(args.config))
-    config.data.folder = args.train
-    for item in args.set:
-        field, _, value = item.partition("=")
-        old = config
-        for part in field.split(".")[:-1]:
-            old = old[part]
-        last = field.split(".")[-1]
-        old[last] = type(old[last])(value)
-    config.total_steps = args.steps
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.workdir is None:
+        raise app.UsageError("--workdir is required")
+    absl_logging.set_verbosity(absl_logging.WARNING)  # as in cellssl_jax.train: orbax is chatty
+    workdir = Path(FLAGS.workdir)
+    config = FLAGS.config
+    config.data.folder = FLAGS.train
+    config.total_steps = FLAGS.steps
     trained = train_and_evaluate(config, workdir)
 
     # the same model at initialisation (same seed -> same initial teacher as the run's)
-    student, _ = build_models(config)
-    state0 = init_state(config, student, make_tx(config, make_schedules(config, 1, args.steps)))
+    arch_kw = backbone_config(config)
+    student, _ = build_models(config, arch_kw)
+    state0 = init_state(config, student, make_tx(config, make_schedules(config, 1, FLAGS.steps)))
     aug = augment_config(config)
     init_path = export_teacher(workdir / "encoder_init.msgpack", state0,
-                               arch=config.model.arch, model_config=backbone_config(config),
+                               arch=config.model.arch, model_config=arch_kw,
                                mean=aug.mean, std=aug.std, source="DINO teacher at init")
 
-    source = FolderSource(args.eval)
+    source = FolderSource(FLAGS.eval)
     rng = np.random.default_rng(0)
     labels_all = np.asarray(source.folder.labels)
-    idx = np.concatenate([rng.permutation(np.flatnonzero(labels_all == c))[: args.per_class]
+    idx = np.concatenate([rng.permutation(np.flatnonzero(labels_all == c))[: FLAGS.per_class]
                           for c in np.unique(labels_all)])
     size = (config.data.image_size, config.data.image_size)
     images = np.stack([resize_rgb(source[int(i)]["image"], size) for i in idx])
     labels = labels_all[idx]
 
     result: dict = {"eval_cells": len(idx), "eval_classes": len(np.unique(labels)),
-                    "image_size": size[0], "steps": args.steps}
+                    "image_size": size[0], "steps": FLAGS.steps}
     for name, path in (("init", init_path), ("trained", trained)):
         enc = load_encoder(path)
         feats = np.concatenate([enc.embed(images[i : i + 64]) for i in range(0, len(images), 64)])
@@ -121,4 +112,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    default = str(REPO / "configs" / "cpu_tiny.py")
+    app.run(main, flags_parser=functools.partial(parse_flags, default_config=default))

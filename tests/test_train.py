@@ -30,7 +30,7 @@ LAUNCH = (
     "import sys, time; import cellssl_jax.data.pipeline as P; r = P.read_rgb; "
     "P.read_rgb = lambda p: (time.sleep(0.05), r(p))[1]; "
     "from absl import app; from cellssl_jax import train; "
-    "app.run(train.main, argv=sys.argv, flags_parser=train._parse_flags)"
+    "app.run(train.main, argv=sys.argv, flags_parser=train.parse_flags)"
 )
 
 
@@ -85,6 +85,15 @@ def test_sigkill_then_rerun_resumes_exactly(tmp_path):
     assert sorted(after) == list(range(1, 13))
     np.testing.assert_allclose([after[s] for s in range(5, 13)],
                                [reference[s] for s in range(5, 13)], rtol=1e-6)
+
+    # finished run: returns before building the step and loaders, re-exports a missing encoder
+    exported = (wd / "encoder.msgpack").read_bytes()
+    (wd / "encoder.msgpack").unlink()
+    again = run(wd)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "nothing to do: checkpoint step 12" in (wd / "train.log").read_text()
+    assert (wd / "encoder.msgpack").read_bytes() == exported
+    assert _losses(wd) == after
 
 
 def test_unknown_config_field_is_a_clear_error(tmp_path):
