@@ -61,6 +61,26 @@ def save_encoder(
     return path
 
 
+def random_init_encoder(
+    path: str | Path,
+    arch: str,
+    model_config: dict,
+    mean: Sequence[float],
+    std: Sequence[float],
+    input_size: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write the XCiT of `model_config` at random initialisation (`seed`) as an encoder file.
+
+    The no-pretraining baseline that benchmarks and model cards compare an encoder against.
+    """
+    model = XCiT(**model_config)
+    # the weights do not depend on the sample's size: a small one keeps init cheap
+    variables = jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros((1, 64, 64, 3)))
+    return save_encoder(path, arch, model_config, variables, mean, std,
+                        f"random initialisation (seed {seed})", input_size)
+
+
 class Encoder:
     """A loaded encoder: `embed` uint8 images to CLS features, `forward` for the full model dict."""
 

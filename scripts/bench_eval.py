@@ -20,21 +20,8 @@ import time
 from pathlib import Path
 
 from cellssl_jax import evaluate, extract
-
-
-def _random_encoder(arch: str, path: Path) -> Path:
-    """A randomly initialised XCiT of `arch` as an encoder file (pixels scaled to [-1, 1])."""
-    import jax
-    import jax.numpy as jnp
-
-    from cellssl_jax.encoder import save_encoder
-    from cellssl_jax.models.xcit import XCIT_VARIANTS, xcit
-
-    model = xcit(arch)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))
-    return save_encoder(
-        path, arch, XCIT_VARIANTS[arch], variables, (0.5,) * 3, (0.5,) * 3, "random init (bench)"
-    )
+from cellssl_jax.encoder import random_init_encoder
+from cellssl_jax.models.xcit import XCIT_VARIANTS
 
 
 def _timed(label: str, fn, argv: list[str], log: list[dict]) -> dict:
@@ -69,8 +56,9 @@ def main() -> None:
     jobs = ["--jobs", str(args.jobs)]
 
     if "xcit" not in skip:
-        ckpt = args.checkpoint or _random_encoder(
-            args.arch, args.out / f"{args.arch}_random.msgpack"
+        ckpt = args.checkpoint or random_init_encoder(
+            args.out / f"{args.arch}_random.msgpack", args.arch, XCIT_VARIANTS[args.arch],
+            mean=(0.5,) * 3, std=(0.5,) * 3,
         )
         feats = args.out / "features_xcit.npz"
         _timed(

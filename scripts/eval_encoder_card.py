@@ -21,11 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-
-from cellssl_jax.encoder import Encoder, load_encoder, save_encoder
-from cellssl_jax.models.xcit import XCiT
+from cellssl_jax.encoder import load_encoder, random_init_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -34,15 +30,6 @@ SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "da
 def run(*args: str) -> None:
     print("$ python -m", " ".join(args), flush=True)
     subprocess.run([sys.executable, "-m", *args], check=True)
-
-
-def random_twin(enc: Encoder, out: Path) -> Path:
-    """The encoder's architecture at random initialisation (seed 0), same pixels and size."""
-    model = XCiT(**enc.meta["model_config"])
-    side = enc.input_size or 224
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, side, side, 3)))
-    return save_encoder(out, enc.arch, enc.meta["model_config"], variables, enc.mean, enc.std,
-                        "random initialisation (seed 0)", enc.input_size)
 
 
 def main() -> None:
@@ -59,7 +46,9 @@ def main() -> None:
         run("cellssl_jax.data.prepare", "acevedo", "--manual_dir",
             str(SHARED / "acevedo_pbc_dev"), "--data_dir", str(tfds_dir))
     enc = load_encoder(args.encoder)
-    random_path = random_twin(enc, out / "random_init.msgpack")
+    # the same architecture, pixels and size at random initialisation (seed 0)
+    random_path = random_init_encoder(out / "random_init.msgpack", enc.arch,
+                                      enc.meta["model_config"], enc.mean, enc.std, enc.input_size)
     encoder = str(enc.path)
     kinds = {"random init": ["--checkpoint", str(random_path)],
              "colour histogram": ["--features", "colorhist"],

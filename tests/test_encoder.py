@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cellssl_jax.encoder import load_encoder, save_encoder
+from cellssl_jax.encoder import load_encoder, random_init_encoder, save_encoder
 from cellssl_jax.models.xcit import XCiT
 
 CONFIG = dict(patch_size=16, embed_dim=32, depth=1, num_heads=2, eta=1.0, tokens_norm=False)
@@ -51,3 +51,17 @@ def test_bad_inputs_raise_clear_errors(encoder_file, tmp_path):
     junk.write_bytes(b"not msgpack at all")
     with pytest.raises(ValueError, match="not a cellssl-jax encoder"):
         load_encoder(junk)
+
+
+def test_random_init_encoder_is_the_seeded_model_init(encoder_file, tmp_path):
+    path, _, variables = encoder_file  # the fixture is XCiT(**CONFIG).init at PRNGKey(0)
+    rand = load_encoder(random_init_encoder(tmp_path / "r.msgpack", "custom", CONFIG,
+                                            mean=(0.5,) * 3, std=(0.5,) * 3, input_size=48))
+    assert rand.input_size == 48 and rand.meta["model_config"] == CONFIG
+    assert rand.source == "random initialisation (seed 0)"
+    for a, b in zip(jax.tree.leaves(rand.variables), jax.tree.leaves(variables), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = load_encoder(random_init_encoder(tmp_path / "r1.msgpack", "custom", CONFIG,
+                                             mean=(0.5,) * 3, std=(0.5,) * 3, seed=1))
+    assert not np.array_equal(other.variables["params"]["cls_token"],
+                              rand.variables["params"]["cls_token"])
