@@ -2,6 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 from sklearn.svm import SVC
 
 from cellssl_jax.fewshot import classifiers
@@ -25,6 +26,17 @@ def test_fast_svc_predicts_exactly_like_svc(kwargs, monkeypatch):
     fast, ref = FastSVC(**kwargs).fit(x, y), SVC(**kwargs).fit(x, y)
     assert np.array_equal(fast.predict(test), ref.predict(test))
     assert len(fast.support_) > 100
+
+
+def test_fast_svc_validates_inputs_like_svc():
+    x, y = _data()
+    with pytest.raises(NotFittedError):
+        FastSVC().predict(x)
+    fast = FastSVC().fit(x, y)
+    with pytest.raises(ValueError, match="X has 19 features, but FastSVC is expecting 20"):
+        fast.predict(x[:, :19])
+    with pytest.raises(ValueError, match="NaN"):
+        fast.predict(np.full_like(x[:2], np.nan))
 
 
 def test_presets_and_calibrated_probabilities_are_warning_free():
