@@ -83,7 +83,7 @@ class Extractor:
             patch = encoder.model.patch_size
             self.step = math.lcm(BUCKET, patch)
             if image_size is not None and image_size % patch:
-                raise ValueError(f"--image_size {image_size} is not a multiple of patch {patch}")
+                raise ValueError(f"image size {image_size} is not a multiple of patch {patch}")
         else:
             self.name, self.sha256, self.dim = colorhist.NAME, "", 3 * colorhist.BINS
 

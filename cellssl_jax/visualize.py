@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -20,21 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cellssl_jax.data.images import UnreadableImage, read_rgb  # noqa: E402
-from cellssl_jax.data.pipeline import resize_rgb  # noqa: E402
-from cellssl_jax.extract import BUCKET, bucket_size  # noqa: E402
+from cellssl_jax.extract import Extractor  # noqa: E402
 
 log = logging.getLogger("cellssl_jax.visualize")
 
 THRESHOLD = 0.8  # the paper's Fig. 5: heads thresholded at 80 % of their maximum
-
-
-def model_input(image: np.ndarray, patch: int, size: int | None = None) -> np.ndarray:
-    """The cell as `extract` feeds it to the encoder: native size rounded to multiples of 32
-    (or `size` x `size`, rounded down to a multiple of the patch)."""
-    if size:
-        side = max(patch, size // patch * patch)
-        return resize_rgb(image, (side, side))
-    return resize_rgb(image, bucket_size(*image.shape[:2], math.lcm(BUCKET, patch)))
 
 
 def upsample(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -88,7 +77,7 @@ def attention_png(
     from cellssl_jax.encoder import load_encoder
 
     enc = encoder if encoder is not None else load_encoder(checkpoint)
-    cell = model_input(read_rgb(image_path), enc.model.patch_size, size or enc.input_size)
+    cell = Extractor("xcit", enc, image_size=size).prepare(read_rgb(image_path))  # as extract
     att = enc.forward(cell[None])["cls_attention"][0]
     title = f"{Path(image_path).name} - {enc.name} ({enc.arch}), last class-attention block"
     return attention_figure(cell, att, Path(out), threshold, title)
@@ -161,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         "--size",
         type=int,
         default=None,
-        help="model input side (default: the encoder's training size, else native, as extract)",
+        help="model input side, a multiple of the patch (default: the encoder's training size, "
+        "else native, as extract)",
     )
     att.add_argument(
         "--threshold",

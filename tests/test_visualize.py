@@ -1,4 +1,4 @@
-"""visualize: attention maps at extract's input size, block upsampling, embedding plots."""
+"""visualize: attention maps (extract's input sizes), block upsampling, embedding plots."""
 
 from __future__ import annotations
 
@@ -12,12 +12,6 @@ from cellssl_jax import visualize
 from cellssl_jax.fewshot.features import save_features
 
 SAMPLE = Path(visualize.__file__).parent / "assets" / "sample"
-
-
-def test_model_input_matches_extract_sizes():
-    cell = np.zeros((363, 360, 3), np.uint8)
-    assert visualize.model_input(cell, 16).shape == (352, 352, 3)  # as extract buckets PBC
-    assert visualize.model_input(cell, 16, size=230).shape == (224, 224, 3)
 
 
 def test_upsample_keeps_patches_as_blocks():
@@ -42,6 +36,9 @@ def test_attention_png(tmp_path, tiny_encoder):
         visualize.main(
             ["attention", "--image", str(bad), "--checkpoint", str(tiny_encoder), "--out", str(out)]
         )
+    with pytest.raises(SystemExit, match="image size 40 is not a multiple of patch 16"):
+        visualize.main(["attention", "--image", str(image), "--checkpoint", str(tiny_encoder),
+                        "--size", "40", "--out", str(out)])
     with pytest.raises(SystemExit, match="threshold"):
         visualize.main(
             ["attention", "--image", str(image), "--threshold", "1.5", "--out", str(out)]
