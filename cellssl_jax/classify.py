@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_predict
 
+from cellssl_jax.data.images import relative_name
 from cellssl_jax.data.pipeline import FolderSource
 from cellssl_jax.extract import Extractor, extract
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS, pipeline
@@ -117,18 +118,14 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
     return path
 
 
-def write_outputs(result: Result, out: Path, root: Path | None, review: int) -> dict[str, Path]:
+def write_outputs(result: Result, out: Path, root: Path, review: int) -> dict[str, Path]:
     """predictions.csv, counts.csv and review.csv under `out`; file names relative to `root`."""
     out.mkdir(parents=True, exist_ok=True)
     names = result.class_names
 
-    def rel(p: str) -> str:
-        full = Path(p).resolve()
-        return str(full.relative_to(root)) if root and full.is_relative_to(root) else p
-
     pred, margin = result.predicted, result.margin
     rows = [
-        [rel(p), names[k], *(f"{q:.4f}" for q in pr)]
+        [relative_name(p, root), names[k], *(f"{q:.4f}" for q in pr)]
         for p, k, pr in zip(result.paths, pred, result.proba, strict=True)
     ]
     files = {
@@ -147,7 +144,7 @@ def write_outputs(result: Result, out: Path, root: Path | None, review: int) -> 
         rows.append(
             [
                 rank,
-                rel(result.paths[i]),
+                relative_name(result.paths[i], root),
                 names[pred[i]],
                 f"{result.proba[i, pred[i]]:.4f}",
                 names[second],
@@ -199,8 +196,8 @@ def run(
     checkpoint: str | Path | None = None,
     review: int = 20,
     extractor: Extractor | None = None,
-) -> dict:
-    """The whole job; returns the summary also written to `<out>/summary.json`."""
+) -> tuple[dict, Result]:
+    """The whole job -> (the summary also written to `<out>/summary.json`, the predictions)."""
     if classifier not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {classifier!r}; choose from {', '.join(CLASSIFIERS)}")
     labelled, unlabelled, out = Path(labelled), Path(unlabelled), Path(out)
@@ -217,7 +214,7 @@ def run(
     train = folder_features(labelled, out / "labelled_features.npz", extractor)
     test = folder_features(unlabelled, out / "unlabelled_features.npz", extractor)
     result = classify_features(train, test, classifier)
-    files = write_outputs(result, out, unlabelled.resolve(), review)
+    files = write_outputs(result, out, unlabelled, review)
     skipped = [*train.skipped, *test.skipped]
     if skipped:
         files["skipped"] = _write_csv(out / "skipped.csv", ["file"], [[s] for s in skipped])
@@ -240,7 +237,7 @@ def run(
         "outputs": {k: str(v) for k, v in files.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    return summary, result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("error: --review must be >= 0")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        summary = run(
+        summary, _ = run(
             args.labelled,
             args.unlabelled,
             args.out,

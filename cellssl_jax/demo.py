@@ -55,17 +55,15 @@ def with_truth(feats: Features, truth: dict[str, int], class_names: list[str]) -
 def run_kind(kind: str, extractor, out: Path, sample: Path) -> dict:
     """Classify, few-shot evaluation and embedding for one kind of features."""
     job = out / f"classify_{kind}"
-    summary = classify.run(
+    summary, result = classify.run(
         sample / "labelled", sample / "unlabelled", job, "svm", kind, extractor=extractor
     )
     labelled = classify.load_features(job / "labelled_features.npz")
     names = labelled.class_names
-    truth = read_truth(sample, names)
-    scored = with_truth(classify.load_features(job / "unlabelled_features.npz"), truth, names)
-    with open(job / "predictions.csv", newline="") as fh:
-        predicted = {r["file"]: names.index(r["predicted"]) for r in csv.DictReader(fh)}
-    y_true = np.array([truth[f] for f in predicted])
-    y_pred = np.array(list(predicted.values()))
+    scored = with_truth(
+        classify.load_features(job / "unlabelled_features.npz"), read_truth(sample, names), names
+    )
+    y_true, y_pred = scored.labels, result.predicted  # both in the unlabelled features' order
 
     ev = fewshot_curve(labelled, scored, FEWSHOT_N, repeats=REPEATS, seed=0)
     ev.inputs = {

@@ -24,7 +24,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from cellssl_jax.classify import FEATURE_KINDS, folder_features, load_extractor
-from cellssl_jax.data.images import UnreadableImage, read_rgb
+from cellssl_jax.data.images import UnreadableImage, read_rgb, relative_name
 
 log = logging.getLogger("cellssl_jax.select")
 
@@ -119,12 +119,10 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     feats = folder_features(images, out / "features.npz", load_extractor(features, checkpoint))
     picks, represents = propose(feats.features, budget, method, seed)
-    root = images.resolve()
-    rows = []
-    for rank, (i, n) in enumerate(zip(picks, represents, strict=True), 1):
-        full = Path(feats.paths[i]).resolve()
-        rel = full.relative_to(root) if full.is_relative_to(root) else full
-        rows.append([rank, str(rel), int(n)])
+    rows = [
+        [rank, relative_name(feats.paths[i], images), int(n)]
+        for rank, (i, n) in enumerate(zip(picks, represents, strict=True), 1)
+    ]
     with open(out / "selection.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([["rank", "file", "represents_cells"], *rows])
     sheet = contact_sheet([feats.paths[i] for i in picks], out / "contact_sheet.png")

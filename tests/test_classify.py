@@ -89,11 +89,14 @@ def test_colorhist_end_to_end(lab, tmp_path, capsys):
 
 def test_xcit_features_with_encoder_file(lab, tmp_path, tiny_encoder):
     labelled, unlabelled = lab
-    summary = classify.run(labelled, unlabelled, tmp_path / "o", "lr", "xcit", tiny_encoder)
+    summary, result = classify.run(labelled, unlabelled, tmp_path / "o", "lr", "xcit",
+                                   tiny_encoder)
     assert summary["features"] == "tiny" and len(summary["features_sha256"]) == 64
     feats = classify.load_features(tmp_path / "o" / "labelled_features.npz")
     assert feats.features.shape == (18, 128)
-    assert len(rows(tmp_path / "o" / "predictions.csv")) == 9
+    written = rows(tmp_path / "o" / "predictions.csv")  # the returned predictions, in order
+    assert [r["file"] for r in written] == [Path(p).name for p in result.paths]
+    assert [r["predicted"] for r in written] == [result.class_names[k] for k in result.predicted]
 
 
 def synthetic(per_class: list[int], seed: int = 0) -> Features:

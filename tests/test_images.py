@@ -13,6 +13,7 @@ from cellssl_jax.data.images import (
     UnreadableImage,
     decode_rgb,
     read_rgb,
+    relative_name,
     scan_folder,
 )
 
@@ -112,6 +113,13 @@ def test_scan_flat_is_unlabelled(tmp_path):
     assert folder.class_names == []
     assert [p.name for p in folder.paths] == ["a.tif", "b.png"]
     assert folder.labels.tolist() == [-1, -1]
+
+
+def test_relative_name_inside_and_outside_the_folder(tmp_path):
+    (tmp_path / "cells" / "a").mkdir(parents=True)
+    inside = tmp_path / "cells" / "a" / ".." / "a" / "x.png"
+    assert relative_name(inside, tmp_path / "cells") == str(Path("a") / "x.png")
+    assert relative_name(str(tmp_path / "y.png"), tmp_path / "cells") == str(tmp_path / "y.png")
 
 
 def test_scan_errors_name_layout(tmp_path):

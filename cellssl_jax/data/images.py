@@ -82,6 +82,13 @@ def is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def relative_name(path: str | Path, root: str | Path) -> str:
+    """How output CSVs name a cell: its path relative to the folder `root` when inside it (short,
+    portable with the folder), else the path as given."""
+    full, root = Path(path).resolve(), Path(root).resolve()
+    return str(full.relative_to(root)) if full.is_relative_to(root) else str(path)
+
+
 def _images_under(folder: Path, root: Path) -> list[Path]:
     files = (p for p in folder.rglob("*") if p.is_file() and not is_hidden(p, root))
     return sorted((p for p in files if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: str(p))
