@@ -61,15 +61,9 @@ def timm_xcit():
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> Path:
     """A random-weight one-block XCiT-nano encoder file (fast stand-in for the bundled one)."""
-    import jax
-    import jax.numpy as jnp
-
-    from cellssl_jax.encoder import save_encoder
-    from cellssl_jax.models.xcit import XCIT_VARIANTS, xcit
+    from cellssl_jax.encoder import random_init_encoder
+    from cellssl_jax.models.xcit import XCIT_VARIANTS
 
     config = dict(XCIT_VARIANTS["xcit_nano_12_p16"], depth=1)
-    variables = xcit("xcit_nano_12_p16", depth=1).init(
-        jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))
-    )
     path = tmp_path_factory.mktemp("encoder") / "tiny.msgpack"
-    return save_encoder(path, "xcit_nano_12_p16", config, variables, (0.5,) * 3, (0.5,) * 3, "test")
+    return random_init_encoder(path, "xcit_nano_12_p16", config, (0.5,) * 3, (0.5,) * 3)
