@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from cellssl_jax.dino import augment as A
 
@@ -42,14 +43,27 @@ def test_full_crop_with_horizontal_flip_is_exact():
     np.testing.assert_allclose(A._warp(jnp.asarray(img), mat, 30), img[:, ::-1], atol=1e-3)
 
 
-def test_quarter_turn_rotation_is_exact():
+def _quarter_turn(img: np.ndarray) -> np.ndarray:
+    """The view at the largest sampled angle, +90 degrees (full crop, no flip or perspective)."""
     cfg = dataclasses.replace(CFG, hflip_p=0.0, vflip_p=0.0, rotation_degrees=90.0,
                               perspective_p=0.0, ratio=(1.0, 1.0))
-    mat = A._sample_warp(_u(u6=1.0), 30, 30, 30, (1.0, 1.0), cfg)  # theta = +90 degrees
+    mat = A._sample_warp(_u(u6=1.0), 30, 30, 30, (1.0, 1.0), cfg)
+    return np.asarray(A._warp(jnp.asarray(img), mat, 30))
+
+
+def test_quarter_turn_rotation_is_exact():
+    # a positive angle turns the cell counter-clockwise as displayed: np.rot90 with k=1
     img = IMAGES[0].astype(np.float32)
-    out = np.asarray(A._warp(jnp.asarray(img), mat, 30))
-    errs = [np.abs(out - np.rot90(img, k)).max() for k in (1, 3)]
-    assert min(errs) < 1e-2
+    np.testing.assert_allclose(_quarter_turn(img), np.rot90(img, 1), atol=1e-2)
+
+
+def test_rotation_direction_is_torchvisions():
+    tf = pytest.importorskip("torchvision.transforms.functional")
+    torch = pytest.importorskip("torch")
+    img = IMAGES[0].astype(np.float32)
+    # torchvision's rotate (RandomRotation's angle): positive angle = counter-clockwise
+    ref = tf.rotate(torch.from_numpy(img.transpose(2, 0, 1).copy()), 90.0).numpy()
+    np.testing.assert_allclose(_quarter_turn(img), ref.transpose(1, 2, 0), atol=1e-2)
 
 
 def test_homography_maps_the_four_points():
