@@ -26,6 +26,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 
+import cellssl_jax.train
 from cellssl_jax.checkpoints import export_teacher
 from cellssl_jax.data.pipeline import FolderSource, resize_rgb
 from cellssl_jax.encoder import load_encoder
@@ -44,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # --config (default: cpu_tiny, see the end) and --workdir come with cellssl_jax.train.
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(cellssl_jax.train)  # listed by --help
 flags.DEFINE_integer("steps", 300, "training steps (config.total_steps)")
 flags.DEFINE_string("train", str(REPO.parent / "shared" / "data" / "matek_bm_dev"),
                     "folder of cells to train on (config.data.folder)")
