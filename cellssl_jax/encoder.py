@@ -2,8 +2,9 @@
 
 Layout: {"meta": json string, "variables": {"params": ..., "batch_stats": ...}}. meta carries
 "arch" (variant name), "model_config" (XCiT kwargs), "mean"/"std" (per channel, pixels in [0, 1])
-"source" (free text) and, for encoders trained at one resolution, "input_size" (the square side
-the training pipeline resized cells to), so `extract` needs no other argument to use it.
+"source" (free text) and, for encoders made for one resolution, "input_size" (the square side
+`extract` resizes cells to: the training side, or one measured to read better, as for the bundled
+encoder), so `extract` needs no other argument to use it.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ def save_encoder(
 ) -> Path:
     """Write an encoder file; returns its path. `model_config` must be JSON-serialisable.
 
-    `input_size`: the side cells were resized to in training (None: any size, e.g. converted
-    ImageNet weights); `extract` and `visualize` resize to it by default.
+    `input_size`: the side cells are resized to for this encoder, normally the training side
+    (None: any size, e.g. converted ImageNet weights); `extract` and `visualize` default to it.
     """
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean/std need 3 channels, got {list(mean)} / {list(std)}")

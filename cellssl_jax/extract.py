@@ -7,7 +7,7 @@
 Image size: by default each image keeps its native size, with height and width each rounded
 to the nearest multiple of 32 (a multiple of both patch sizes, 8 and 16) and resized to it, so
 a dataset of one native size compiles one shape (Acevedo 360x363 -> 352x352, Matek BM 250 ->
-256, Raabin 575 -> 576). An encoder trained at one resolution (its `input_size`, e.g. the bundled
+256, Raabin 575 -> 576). An encoder made for one resolution (its `input_size`, e.g. the bundled
 one) gets every image resized to that square instead, and `--image_size S` forces S x S. Every
 batch is padded to `--batch_size`, so each image shape compiles once.
 
@@ -75,7 +75,7 @@ class Extractor:
     ):
         self.kind, self.encoder, self.batch_size = kind, encoder, batch_size
         if image_size is None and encoder is not None:
-            image_size = encoder.input_size  # the resolution the encoder was trained at
+            image_size = encoder.input_size  # the resolution the encoder is made for
         self.image_size = image_size
         self.shapes: set[tuple[int, int]] = set()
         if kind == "xcit":
