@@ -23,6 +23,7 @@ from cellssl_jax.train import (
     init_state,
     make_schedules,
     make_tx,
+    parse_flags,
 )
 
 # --config comes with cellssl_jax.train (same preset files and overrides).
@@ -82,4 +83,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
