@@ -26,8 +26,5 @@ def get_config():
     c.optim.clip_mode = "norm"  # DINO's per-tensor clip 3.0
     c.optim.clip = 3.0
     c.dino.momentum_teacher = 0.996
-    c.dino.warmup_teacher_temp = 0.04
-    c.dino.teacher_temp = 0.04
-    c.log_every = 20
-    c.checkpoint_every = 500
+    c.dino.warmup_teacher_temp = 0.04  # = teacher_temp: no warm-up
     return c
