@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         "--size",
         type=int,
         default=None,
-        help="model input side, a multiple of the patch (default: the encoder's training size, "
+        help="model input side, a multiple of the patch (default: the encoder's input_size, "
         "else native, as extract)",
     )
     att.add_argument(

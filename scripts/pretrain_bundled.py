@@ -11,7 +11,8 @@
 
     python scripts/pretrain_bundled.py --workdir runs/bundled [--steps 1223] [--copies_at 128]
 
-The shipped encoder: 1,223 steps (4.4 min) on one H200 (docs/measurements/2026-11-26_h200).
+The shipped encoder: 1,223 steps (4.4 min, compile included) on one H200
+(docs/measurements/2026-11-26_h200).
 The recipe needs an accelerator; docs/MODEL_CARD.md also reports the earlier 2-core-CPU run.
 """
 
