@@ -39,14 +39,23 @@ CV_FOLDS = 5
 
 @dataclass
 class Result:
-    """Predictions of one classify run (rows follow the unlabelled features' order)."""
+    """Predictions of one classify run (rows follow the unlabelled features' order), with the
+    features it was fitted on and predicted, so callers need not read them back from disk."""
 
-    class_names: list[str]
-    paths: list[str]
+    labelled: Features
+    unlabelled: Features
     proba: np.ndarray  # [N, C]
     cv_name: str
     cv_accuracy: float
     cv_balanced_accuracy: float
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.labelled.class_names
+
+    @property
+    def paths(self) -> list[str]:
+        return self.unlabelled.paths
 
     @property
     def predicted(self) -> np.ndarray:
@@ -107,7 +116,7 @@ def classify_features(labelled: Features, unlabelled: Features, name: str = "svm
     model.fit(labelled.features, labelled.labels)
     proba = np.zeros((len(unlabelled.features), len(labelled.class_names)))
     proba[:, model.classes_] = model.predict_proba(unlabelled.features)
-    return Result(labelled.class_names, unlabelled.paths, proba, cv_name, acc, bacc)
+    return Result(labelled, unlabelled, proba, cv_name, acc, bacc)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:

@@ -58,11 +58,8 @@ def run_kind(kind: str, extractor, out: Path, sample: Path) -> dict:
     summary, result = classify.run(
         sample / "labelled", sample / "unlabelled", job, "svm", kind, extractor=extractor
     )
-    labelled = classify.load_features(job / "labelled_features.npz")
-    names = labelled.class_names
-    scored = with_truth(
-        classify.load_features(job / "unlabelled_features.npz"), read_truth(sample, names), names
-    )
+    labelled, names = result.labelled, result.class_names
+    scored = with_truth(result.unlabelled, read_truth(sample, names), names)
     y_true, y_pred = scored.labels, result.predicted  # both in the unlabelled features' order
 
     ev = fewshot_curve(labelled, scored, FEWSHOT_N, repeats=REPEATS, seed=0)
