@@ -378,12 +378,17 @@ config_flags.DEFINE_config_file("config", None, "a configs/<preset>.py file", lo
 flags.DEFINE_string("workdir", None, "output directory (checkpoints, encoder, metrics, logs)")
 
 
-def main(argv: list[str]) -> None:
+def check_usage(argv: list[str]) -> None:
+    """The command-line checks of train, shared by the scripts that reuse its flags."""
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.config is None or FLAGS.workdir is None:
         raise app.UsageError("--config and --workdir are required")
+
+
+def main(argv: list[str]) -> None:
+    check_usage(argv)
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 from absl import app, flags
-from absl import logging as absl_logging
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
@@ -34,6 +33,7 @@ from cellssl_jax.train import (
     augment_config,
     backbone_config,
     build_models,
+    check_usage,
     init_state,
     make_schedules,
     make_tx,
@@ -63,11 +63,7 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> flo
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.workdir is None:
-        raise app.UsageError("--workdir is required")
-    absl_logging.set_verbosity(absl_logging.WARNING)  # as in cellssl_jax.train: orbax is chatty
+    check_usage(argv)
     workdir = Path(FLAGS.workdir)
     config = FLAGS.config
     config.data.folder = FLAGS.train
