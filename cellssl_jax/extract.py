@@ -3,6 +3,7 @@
   python -m cellssl_jax.extract --images DIR --out F.npz                 # bundled encoder
   python -m cellssl_jax.extract --images tfds:acevedo/test --data_dir D --out F.npz
   python -m cellssl_jax.extract --images DIR --features colorhist --out F.npz
+  python -m cellssl_jax.extract --images DIR --features xcit+colorhist --out F.npz
 
 Image size: by default each image keeps its native size, with height and width each rounded
 to the nearest multiple of 32 (a multiple of both patch sizes, 8 and 16) and resized to it, so
@@ -41,6 +42,7 @@ log = logging.getLogger("cellssl_jax.extract")
 
 BUCKET = 32  # native sizes are rounded to multiples of this (divisible by patch 8 and 16)
 CHUNK_BATCHES = 8  # images are read and finished in chunks of this many batches
+FEATURE_KINDS = ("xcit", "colorhist", "xcit+colorhist")
 
 
 def bucket_size(height: int, width: int, step: int = BUCKET) -> tuple[int, int]:
@@ -68,40 +70,61 @@ def _item_id(source, index: int, item: dict | None, spec: str) -> str:
 
 
 class Extractor:
-    """Turns uint8 images of any size into feature rows, batching by (bucketed) shape."""
+    """Turns uint8 images of any size into feature rows, batching by (bucketed) shape.
+
+    Kinds: "xcit" (encoder CLS), "colorhist" (the colour baseline) and "xcit+colorhist" (both,
+    concatenated: the encoder adds shape to what colour already separates).
+    """
 
     def __init__(
         self, kind: str, encoder=None, batch_size: int = 32, image_size: int | None = None
     ):
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"unknown features {kind!r}; choose from {', '.join(FEATURE_KINDS)}")
         self.kind, self.encoder, self.batch_size = kind, encoder, batch_size
+        self.uses_encoder, self.uses_colour = "xcit" in kind, "colorhist" in kind
         if image_size is None and encoder is not None:
             image_size = encoder.input_size  # the resolution the encoder is made for
         self.image_size = image_size
         self.shapes: set[tuple[int, int]] = set()
-        if kind == "xcit":
-            self.name, self.sha256, self.dim = encoder.name, encoder.sha256, encoder.dim
+        names, self.sha256, self.dim = [], "", 0
+        if self.uses_encoder:
             patch = encoder.model.patch_size
             self.step = math.lcm(BUCKET, patch)
             if image_size is not None and image_size % patch:
                 raise ValueError(f"image size {image_size} is not a multiple of patch {patch}")
-        else:
-            self.name, self.sha256, self.dim = colorhist.NAME, "", 3 * colorhist.BINS
+            names.append(encoder.name)
+            self.sha256, self.dim = encoder.sha256, encoder.dim
+        if self.uses_colour:
+            names.append(colorhist.NAME)
+            self.dim += 3 * colorhist.BINS
+        self.name = "+".join(names)
 
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """Per-image work done in the reader threads (resize or histogram)."""
-        if self.kind == "colorhist":
-            return colorhist.colour_histogram(image)
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Per-image work done in the reader threads: (resized image, colour histogram)."""
+        hist = colorhist.colour_histogram(image) if self.uses_colour else None
+        return (self.resize(image) if self.uses_encoder else None), hist
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """The image at the size the encoder reads it."""
         h, w = image.shape[:2]
         size = (self.image_size,) * 2 if self.image_size else bucket_size(h, w, self.step)
         return resize_rgb(image, size)
 
-    def __call__(self, prepared: list[np.ndarray]) -> np.ndarray:
+    def __call__(self, prepared: list[tuple[np.ndarray | None, np.ndarray | None]]) -> np.ndarray:
         """Feature rows [len(prepared), D] in input order."""
-        out = np.zeros((len(prepared), self.dim), np.float32)
-        if self.kind == "colorhist":
-            return np.stack(prepared) if prepared else out
+        parts = []
+        if self.uses_encoder:
+            parts.append(self._embed([img for img, _ in prepared]))
+        if self.uses_colour:
+            parts.append(np.zeros((len(prepared), 3 * colorhist.BINS), np.float32)
+                         if not prepared else np.stack([hist for _, hist in prepared]))
+        return np.concatenate(parts, axis=1)
+
+    def _embed(self, images: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(images), self.encoder.dim), np.float32)
         by_shape: dict[tuple[int, int], list[int]] = {}
-        for i, img in enumerate(prepared):
+        for i, img in enumerate(images):
             by_shape.setdefault(img.shape[:2], []).append(i)
         for shape, rows in by_shape.items():
             if shape not in self.shapes:
@@ -109,7 +132,7 @@ class Extractor:
                 self.shapes.add(shape)
             for start in range(0, len(rows), self.batch_size):
                 part = rows[start : start + self.batch_size]
-                batch = np.stack([prepared[i] for i in part])
+                batch = np.stack([images[i] for i in part])
                 if len(part) < self.batch_size:  # pad: one compiled shape per image size
                     pad = np.repeat(batch[-1:], self.batch_size - len(part), axis=0)
                     batch = np.concatenate([batch, pad])
@@ -273,9 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="features file to write (.npz)")
     parser.add_argument(
         "--features",
-        choices=("xcit", "colorhist"),
+        choices=FEATURE_KINDS,
         default="xcit",
-        help="xcit: encoder CLS features; colorhist: 3x32-bin colour histogram baseline",
+        help="xcit: encoder CLS features; colorhist: 3x32-bin colour histogram baseline; "
+        "xcit+colorhist: both, concatenated",
     )
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="encoder file (default: the bundled one)"
@@ -307,7 +331,7 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             source = open_source(args.images, args.data_dir)
             encoder = None
-            if args.features == "xcit":
+            if "xcit" in args.features:
                 from cellssl_jax.encoder import load_encoder  # JAX only when needed
 
                 encoder = load_encoder(args.checkpoint)

@@ -23,8 +23,9 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from cellssl_jax.classify import FEATURE_KINDS, folder_features, load_extractor
+from cellssl_jax.classify import folder_features, load_extractor
 from cellssl_jax.data.images import UnreadableImage, read_rgb, relative_name
+from cellssl_jax.extract import FEATURE_KINDS
 
 log = logging.getLogger("cellssl_jax.select")
 

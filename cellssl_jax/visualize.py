@@ -77,7 +77,7 @@ def attention_png(
     from cellssl_jax.encoder import load_encoder
 
     enc = encoder if encoder is not None else load_encoder(checkpoint)
-    cell = Extractor("xcit", enc, image_size=size).prepare(read_rgb(image_path))  # as extract
+    cell = Extractor("xcit", enc, image_size=size).resize(read_rgb(image_path))  # as extract
     att = enc.forward(cell[None])["cls_attention"][0]
     title = f"{Path(image_path).name} - {enc.name} ({enc.arch}), last class-attention block"
     return attention_figure(cell, att, Path(out), threshold, title)

@@ -172,8 +172,27 @@ def test_encoder_input_size_is_the_default_resolution(tmp_path):
     enc = load_encoder(path)
     assert enc.input_size == 48
     image = np.zeros((60, 64, 3), np.uint8)
-    assert Extractor("xcit", enc).prepare(image).shape == (48, 48, 3)
-    assert Extractor("xcit", enc, image_size=32).prepare(image).shape == (32, 32, 3)
+    assert Extractor("xcit", enc).resize(image).shape == (48, 48, 3)
+    assert Extractor("xcit", enc, image_size=32).resize(image).shape == (32, 32, 3)
+
+
+def test_combined_features_are_the_two_kinds_side_by_side(folder, encoder_file, tmp_path):
+    enc = load_encoder(encoder_file)
+    feats = {}
+    for kind in ("xcit", "colorhist", "xcit+colorhist"):
+        extract(FolderSource(folder), "spec", Extractor(kind, enc, batch_size=4),
+                tmp_path / f"{kind}.npz", workers=1)
+        feats[kind] = load_features(tmp_path / f"{kind}.npz")
+    both = feats["xcit+colorhist"]
+    assert both.dim == 32 + 96 and both.encoder == "tiny+colorhist_3x32"
+    np.testing.assert_allclose(both.features[:, :32], feats["xcit"].features, rtol=1e-6)
+    np.testing.assert_array_equal(both.features[:, 32:], feats["colorhist"].features)
+    assert both.paths == feats["xcit"].paths and both.skipped == feats["colorhist"].skipped
+
+
+def test_unknown_feature_kind_is_named():
+    with pytest.raises(ValueError, match="unknown features 'colour'.*xcit\\+colorhist"):
+        Extractor("colour")
 
 
 def test_extract_tfds_split_matches_folder(tmp_path):
