@@ -3,8 +3,8 @@
     python -m cellssl_jax.demo --out demo_out [--checkpoint ENCODER]
 
 On `cellssl_jax/assets/sample` (96 labelled PBC cells, 12 per class, and 100 unlabelled ones
-whose true classes are kept aside in unlabelled_truth.csv), for the encoder's features and, side
-by side, the colour-histogram baseline:
+whose true classes are kept aside in unlabelled_truth.csv), side by side for the encoder's
+features, the colour-histogram baseline and the two concatenated:
 1. extract features (bundled encoder unless --checkpoint);
 2. few-shot evaluation: SVM/LR/KNN fitted on n = 2, 5, 10 labelled cells per class, scored on
    the 100 held-out cells (their true classes), 5 repetitions;
@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
 from cellssl_jax import classify, visualize
+from cellssl_jax.extract import Extractor
 from cellssl_jax.fewshot.features import Features, save_features
 from cellssl_jax.fewshot.protocols import fewshot_curve
 from cellssl_jax.fewshot.report import summarise, write_report
@@ -160,6 +161,8 @@ def run(out: str | Path, checkpoint: str | Path | None = None) -> dict:
     results = {
         "xcit": run_kind("xcit", xcit, out, SAMPLE),
         "colorhist": run_kind("colorhist", classify.load_extractor("colorhist"), out, SAMPLE),
+        "xcit+colorhist": run_kind("xcit+colorhist", Extractor("xcit+colorhist", xcit.encoder),
+                                   out, SAMPLE),
     }
     attention = []
     for cls in ATTENTION_CELLS:

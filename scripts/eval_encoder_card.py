@@ -1,12 +1,13 @@
 """The numbers of an encoder's model card, measured with the project's own commands.
 
-Compares three feature extractors on the real cells in ../shared/data:
+Compares four feature extractors on the real cells in ../shared/data:
   random  - the same architecture at random initialisation (seed 0),
   colour  - per-channel colour histograms (3 x 32 bins), no encoder,
   encoder - the encoder under test (default: the bundled one),
-on (1) PBC in-domain: paper-code SVM fitted on 50 cells/class of the PBC 70/30 train part, scored
-on its test part, 20 repeats; (2) direct transfer: SVM fitted on 250 bone-marrow cells/class
-(matek_bm_dev), predicting the PBC test part with probability masking. Every step is a
+  both    - encoder and colour histogram side by side (`--features xcit+colorhist`),
+on (1) PBC in-domain: paper-code SVM and LR fitted on 50 cells/class of the PBC 70/30 train
+part, scored on its test part, 20 repeats; (2) direct transfer: fitted on 250 bone-marrow
+cells/class (matek_bm_dev), predicting the PBC test part with probability masking. Every step is a
 `python -m cellssl_jax.<job>` call; results go to --out (summary.md, summary.json).
 
     python scripts/eval_encoder_card.py --out runs/card [--encoder F] [--repeats 20]
@@ -24,6 +25,7 @@ from pathlib import Path
 from cellssl_jax.encoder import load_encoder, random_init_encoder
 
 REPO = Path(__file__).resolve().parents[1]
+CLASSIFIERS = ("svm", "lr")
 SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -52,7 +54,9 @@ def main() -> None:
     encoder = str(enc.path)
     kinds = {"random init": ["--checkpoint", str(random_path)],
              "colour histogram": ["--features", "colorhist"],
-             "encoder": ["--checkpoint", encoder]}
+             "encoder": ["--checkpoint", encoder],
+             "encoder + colour histogram": ["--features", "xcit+colorhist",
+                                            "--checkpoint", encoder]}
     rows = []
     for i, (kind, flags) in enumerate(kinds.items()):
         feats = {}
@@ -62,26 +66,31 @@ def main() -> None:
             if not feats[name].exists():
                 run("cellssl_jax.extract", "--images", images, "--data_dir", str(tfds_dir),
                     "--out", str(feats[name]), *flags)
-        common = ["--classifiers", "svm", "--preset", "paper-code", "--repeats", str(args.repeats)]
+        common = ["--classifiers", ",".join(CLASSIFIERS), "--preset", "paper-code",
+                  "--repeats", str(args.repeats)]
         run("cellssl_jax.evaluate", "fewshot", "--train", str(feats["pbc_train"]), "--test",
             str(feats["pbc_test"]), "--n", "50", "--out", str(out / f"{i}_fewshot"), *common)
         run("cellssl_jax.evaluate", "transfer", "--source", str(feats["bm"]), "--target",
             str(feats["pbc_test"]), "--map", "matek_bm->acevedo", "--out",
             str(out / f"{i}_transfer"), *common)
         for protocol in ("fewshot", "transfer"):
-            summary = json.loads((out / f"{i}_{protocol}" / "summary.json").read_text())[0]
-            rows.append({"features": kind, "protocol": protocol,
-                         "n_per_class": summary["n_per_class"],
-                         "balanced_accuracy_mean": summary["balanced_accuracy_mean"],
-                         "balanced_accuracy_std": summary["balanced_accuracy_std"],
-                         "repeats": summary["repeats"]})
+            for summary in json.loads((out / f"{i}_{protocol}" / "summary.json").read_text()):
+                rows.append({"features": kind, "protocol": protocol,
+                             "classifier": summary["classifier"],
+                             "n_per_class": summary["n_per_class"],
+                             "balanced_accuracy_mean": summary["balanced_accuracy_mean"],
+                             "balanced_accuracy_std": summary["balanced_accuracy_std"],
+                             "repeats": summary["repeats"]})
     (out / "summary.json").write_text(json.dumps({"encoder": encoder, "rows": rows}, indent=2))
-    lines = ["| features | PBC 70/30, 50 cells/class | BM -> PBC direct transfer, 250/class |",
-             "|---|---|---|"]
+    columns = [(p, c) for p in ("fewshot", "transfer") for c in CLASSIFIERS]
+    title = {"fewshot": "PBC 70/30, 50 cells/class", "transfer": "BM -> PBC transfer, 250/class"}
+    lines = ["| features | " + " | ".join(f"{title[p]}, {c.upper()}" for p, c in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
     for kind in kinds:
         cells = [f"{r['balanced_accuracy_mean']:.1%} ± {r['balanced_accuracy_std']:.1%}"
-                 for r in rows if r["features"] == kind]
-        lines.append(f"| {kind} | {cells[0]} | {cells[1]} |")
+                 for p, c in columns for r in rows
+                 if (r["features"], r["protocol"], r["classifier"]) == (kind, p, c)]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out / 'summary.md'} and {out / 'summary.json'}")

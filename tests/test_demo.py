@@ -40,7 +40,7 @@ def test_demo_end_to_end(tmp_path, tiny_encoder, capsys):
     for path in outputs.values():
         assert path.exists(), path
         assert str(path) in printed  # the demo says where each output is
-    for kind in ("xcit", "colorhist"):
+    for kind in ("xcit", "colorhist", "xcit+colorhist"):
         job = out / f"classify_{kind}"
         for name in ("predictions.csv", "counts.csv", "review.csv", "summary.json"):
             assert (job / name).stat().st_size > 0
@@ -59,8 +59,11 @@ def test_demo_end_to_end(tmp_path, tiny_encoder, capsys):
     assert set(summary["xcit"]["fewshot"]) == {
         f"{c} n={n}" for c in ("svm", "lr", "knn") for n in demo.FEWSHOT_N
     }
+    both = summary["xcit+colorhist"]
+    assert both["features"] == f"{summary['xcit']['features']}+colorhist_3x32"
+    assert sum(both["predicted_counts"]) == 100
     md = (out / "summary.md").read_text()
-    assert "unlabelled cells: accuracy" in md and "colorhist_3x32" in md
+    assert "unlabelled cells: accuracy" in md and "| colorhist_3x32 |" in md
 
 
 def test_missing_bundled_encoder_is_a_clear_error(tmp_path, monkeypatch):
