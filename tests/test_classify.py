@@ -99,6 +99,15 @@ def test_xcit_features_with_encoder_file(lab, tmp_path, tiny_encoder):
     assert [r["predicted"] for r in written] == [result.class_names[k] for k in result.predicted]
 
 
+def test_default_features_are_encoder_beside_colour(lab, tmp_path, tiny_encoder):
+    labelled, unlabelled = lab
+    summary = classify.main(["--labelled", str(labelled), "--unlabelled", str(unlabelled),
+                             "--out", str(tmp_path / "o"), "--checkpoint", str(tiny_encoder)])
+    assert summary["features"] == "tiny+colorhist_3x32"
+    feats = classify.load_features(tmp_path / "o" / "labelled_features.npz")
+    assert feats.features.shape == (18, 128 + 96)
+
+
 def synthetic(per_class: list[int], seed: int = 0) -> Features:
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(per_class)), per_class)
