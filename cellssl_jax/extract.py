@@ -73,7 +73,7 @@ class Extractor:
     """Turns uint8 images of any size into feature rows, batching by (bucketed) shape.
 
     Kinds: "xcit" (encoder CLS), "colorhist" (the colour baseline) and "xcit+colorhist" (both,
-    concatenated: the encoder adds shape to what colour already separates).
+    concatenated: on PBC better than either alone, docs/MODEL_CARD.md).
     """
 
     def __init__(
@@ -83,6 +83,8 @@ class Extractor:
             raise ValueError(f"unknown features {kind!r}; choose from {', '.join(FEATURE_KINDS)}")
         self.kind, self.encoder, self.batch_size = kind, encoder, batch_size
         self.uses_encoder, self.uses_colour = "xcit" in kind, "colorhist" in kind
+        if self.uses_encoder and encoder is None:
+            raise ValueError(f"features {kind!r} need an encoder")
         if image_size is None and encoder is not None:
             image_size = encoder.input_size  # the resolution the encoder is made for
         self.image_size = image_size

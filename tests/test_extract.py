@@ -193,6 +193,8 @@ def test_combined_features_are_the_two_kinds_side_by_side(folder, encoder_file, 
 def test_unknown_feature_kind_is_named():
     with pytest.raises(ValueError, match="unknown features 'colour'.*xcit\\+colorhist"):
         Extractor("colour")
+    with pytest.raises(ValueError, match="'xcit\\+colorhist' need an encoder"):
+        Extractor("xcit+colorhist")
 
 
 def test_extract_tfds_split_matches_folder(tmp_path):
