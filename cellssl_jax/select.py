@@ -1,4 +1,4 @@
-"""Which cells to label first: diverse and representative cells in the encoder's feature space.
+"""Which cells to label first: diverse and representative cells in feature space.
 
     python -m cellssl_jax.select --images DIR --budget 40 --out DIR
     python -m cellssl_jax.select --images DIR --per-class-budget 5 --expected-classes 8 --out DIR
@@ -7,6 +7,8 @@ k-means (default): k = budget clusters, the cell nearest each centre is proposed
 cell types are covered in proportion and every distinct group gets a cell; cells that stand for
 the most cells come first. k-center: greedy farthest-point coverage (reaches rare outliers,
 but proposes more odd cells). Writes selection.csv (rank order) and contact_sheet.png under --out.
+Features: by default the encoder's beside colour histograms, as in `classify` (on PBC, k-means
+on them beats random cells at every budget measured; on the encoder's alone only below 80).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from cellssl_jax.classify import folder_features, load_extractor
+from cellssl_jax.classify import DEFAULT_FEATURES, folder_features, load_extractor
 from cellssl_jax.data.images import UnreadableImage, read_rgb, relative_name
 from cellssl_jax.extract import FEATURE_KINDS
 
@@ -107,7 +109,7 @@ def run(
     out: str | Path,
     budget: int,
     method: str = "kmeans",
-    features: str = "xcit",
+    features: str = DEFAULT_FEATURES,
     checkpoint: str | Path | None = None,
     seed: int = 0,
 ) -> dict[str, Path]:
@@ -148,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--expected-classes", type=int, help="how many cell types you expect")
     parser.add_argument("--method", choices=METHODS, default="kmeans")
-    parser.add_argument("--features", choices=FEATURE_KINDS, default="xcit")
+    parser.add_argument("--features", choices=FEATURE_KINDS, default=DEFAULT_FEATURES)
     parser.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
     parser.add_argument("--seed", type=int, default=0, help="k-means initialisation seed")
     return parser

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from cellssl_jax import select
+from cellssl_jax.fewshot.features import load_features
 
 SAMPLE = Path(select.__file__).parent / "assets" / "sample"
 
@@ -100,3 +101,11 @@ def test_cli_budget_errors(tmp_path):
             select.main(base + extra)
     with pytest.raises(SystemExit, match="does not exist"):
         select.main(["--images", str(tmp_path / "none"), "--budget", "2", "--out", str(tmp_path)])
+
+
+def test_default_features_are_the_pair_classify_uses(tmp_path, tiny_encoder):
+    out = tmp_path / "sel"
+    select.main(["--images", str(SAMPLE / "unlabelled"), "--budget", "4",
+                 "--checkpoint", str(tiny_encoder), "--out", str(out)])
+    feats = load_features(out / "features.npz")
+    assert feats.encoder == "tiny+colorhist_3x32" and feats.dim == 128 + 96
