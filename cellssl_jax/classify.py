@@ -26,7 +26,7 @@ from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_pred
 
 from cellssl_jax.data.images import relative_name
 from cellssl_jax.data.pipeline import FolderSource
-from cellssl_jax.extract import FEATURE_KINDS, Extractor, extract
+from cellssl_jax.extract import FEATURE_KINDS, Extractor, extract, load_extractor
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS, pipeline
 from cellssl_jax.fewshot.features import Features, load_features
 
@@ -177,17 +177,6 @@ def write_outputs(result: Result, out: Path, root: Path, review: int) -> dict[st
         rows,
     )
     return files
-
-
-def load_extractor(kind: str, checkpoint: str | Path | None = None, batch_size: int = 32):
-    """An `extract.Extractor` for `kind`; xcit loads the encoder (bundled one when None)."""
-    encoder = None
-    if "xcit" in kind:
-        from cellssl_jax.encoder import load_encoder  # JAX only when needed
-
-        encoder = load_encoder(checkpoint)
-        log.info("encoder %s (%s, sha256 %s)", encoder.name, encoder.arch, encoder.sha256[:12])
-    return Extractor(kind, encoder, batch_size)
 
 
 def folder_features(images: str | Path, out: Path, extractor: Extractor) -> Features:

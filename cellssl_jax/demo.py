@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
 from cellssl_jax import classify, visualize
-from cellssl_jax.extract import Extractor
+from cellssl_jax.extract import Extractor, load_extractor
 from cellssl_jax.fewshot.features import Features, save_features
 from cellssl_jax.fewshot.protocols import fewshot_curve
 from cellssl_jax.fewshot.report import summarise, write_report
@@ -157,10 +157,10 @@ def run(out: str | Path, checkpoint: str | Path | None = None) -> dict:
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    xcit = classify.load_extractor("xcit", checkpoint)
+    xcit = load_extractor("xcit", checkpoint)
     results = {
         "xcit": run_kind("xcit", xcit, out, SAMPLE),
-        "colorhist": run_kind("colorhist", classify.load_extractor("colorhist"), out, SAMPLE),
+        "colorhist": run_kind("colorhist", load_extractor("colorhist"), out, SAMPLE),
         "xcit+colorhist": run_kind("xcit+colorhist", Extractor("xcit+colorhist", xcit.encoder),
                                    out, SAMPLE),
     }

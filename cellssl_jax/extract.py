@@ -69,6 +69,29 @@ def _item_id(source, index: int, item: dict | None, spec: str) -> str:
     return f"{spec}#{index}"
 
 
+def uses_encoder(kind: str) -> bool:
+    """Whether features `kind` need an encoder (checked: unknown kinds are an error)."""
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"unknown features {kind!r}; choose from {', '.join(FEATURE_KINDS)}")
+    return "xcit" in kind
+
+
+def load_extractor(
+    kind: str,
+    checkpoint: str | Path | None = None,
+    batch_size: int = 32,
+    image_size: int | None = None,
+) -> Extractor:
+    """An Extractor for `kind`, loading the encoder it needs (the bundled one when None)."""
+    encoder = None
+    if uses_encoder(kind):
+        from cellssl_jax.encoder import load_encoder  # JAX only when needed
+
+        encoder = load_encoder(checkpoint)
+        log.info("encoder %s (%s, sha256 %s)", encoder.name, encoder.arch, encoder.sha256[:12])
+    return Extractor(kind, encoder, batch_size, image_size)
+
+
 class Extractor:
     """Turns uint8 images of any size into feature rows, batching by (bucketed) shape.
 
@@ -79,10 +102,8 @@ class Extractor:
     def __init__(
         self, kind: str, encoder=None, batch_size: int = 32, image_size: int | None = None
     ):
-        if kind not in FEATURE_KINDS:
-            raise ValueError(f"unknown features {kind!r}; choose from {', '.join(FEATURE_KINDS)}")
         self.kind, self.encoder, self.batch_size = kind, encoder, batch_size
-        self.uses_encoder, self.uses_colour = "xcit" in kind, "colorhist" in kind
+        self.uses_encoder, self.uses_colour = uses_encoder(kind), "colorhist" in kind
         if self.uses_encoder and encoder is None:
             raise ValueError(f"features {kind!r} need an encoder")
         if image_size is None and encoder is not None:
@@ -332,13 +353,9 @@ def main(argv: list[str] | None = None) -> dict:
     with logging_to(args.out.with_name(args.out.stem + ".extract.log")):
         try:
             source = open_source(args.images, args.data_dir)
-            encoder = None
-            if "xcit" in args.features:
-                from cellssl_jax.encoder import load_encoder  # JAX only when needed
-
-                encoder = load_encoder(args.checkpoint)
-                log.info("encoder %s (%s, sha256 %s)", encoder.name, encoder.arch, encoder.sha256)
-            extractor = Extractor(args.features, encoder, args.batch_size, args.image_size)
+            extractor = load_extractor(
+                args.features, args.checkpoint, args.batch_size, args.image_size
+            )
             stats = extract(source, args.images, extractor, args.out, args.workers, args.save_every)
         except (ValueError, FileNotFoundError, NotADirectoryError) as err:
             log.error("%s", err)

@@ -25,9 +25,9 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from cellssl_jax.classify import DEFAULT_FEATURES, folder_features, load_extractor
+from cellssl_jax.classify import DEFAULT_FEATURES, folder_features
 from cellssl_jax.data.images import UnreadableImage, read_rgb, relative_name
-from cellssl_jax.extract import FEATURE_KINDS
+from cellssl_jax.extract import FEATURE_KINDS, load_extractor
 
 log = logging.getLogger("cellssl_jax.select")
 

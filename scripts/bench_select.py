@@ -25,7 +25,7 @@ from sklearn.metrics import balanced_accuracy_score
 from tqdm import tqdm
 
 from cellssl_jax import classify, select
-from cellssl_jax.extract import FEATURE_KINDS
+from cellssl_jax.extract import FEATURE_KINDS, load_extractor
 from cellssl_jax.fewshot.classifiers import pipeline
 from cellssl_jax.fewshot.features import Features, load_features
 from cellssl_jax.fewshot.sampling import sample_per_class
@@ -65,7 +65,7 @@ def features_for(args: argparse.Namespace) -> Features:
         return load_features(args.features)
     cached = args.out / f"features_{args.kind}.npz"
     if not cached.exists():
-        extractor = classify.load_extractor(args.kind, args.checkpoint)
+        extractor = load_extractor(args.kind, args.checkpoint)
         return classify.folder_features(args.images, cached, extractor)
     return load_features(cached)
 
