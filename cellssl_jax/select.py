@@ -9,7 +9,7 @@ the most cells come first. k-center: greedy farthest-point coverage (reaches rar
 but proposes more odd cells). Writes selection.csv (rank order) and contact_sheet.png under --out.
 Features: by default the encoder's beside colour histograms, as in `classify` (on PBC, k-means
 on them beats random cells at 40-200 cells and ties at 16 and 400; on the encoder's alone it
-loses from 80 cells up: README).
+wins only at 16: README).
 """
 
 from __future__ import annotations
