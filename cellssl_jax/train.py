@@ -13,6 +13,8 @@ import contextlib
 import json
 import logging
 import math
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,9 @@ from cellssl_jax.models.heads import DINOHead, MultiCropModel
 from cellssl_jax.models.xcit import XCIT_VARIANTS, xcit
 
 log = logging.getLogger("cellssl_jax.train")
+# Test-only: the run SIGKILLs itself after this step (its metrics written, pending checkpoints
+# finished), so the resume test crashes at a known step instead of racing the clock.
+KILL_AT_STEP_ENV = "CELLSSL_TEST_KILL_AT_STEP"
 
 
 def make_source(data: ml_collections.ConfigDict):
@@ -350,6 +355,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         )
         t_last, step_last = now, step
 
+    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, 0))
     try:
         for step in range(start + 1, total_steps + 1):
             batch = next(batches)
@@ -365,6 +371,10 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
                 flush(step)
             if is_ckpt:
                 save(jax.device_get(jax.tree.map(lambda x: x[0], rstate)))
+            if step == kill_at:
+                flush(step)
+                ckpt.wait()
+                os.kill(os.getpid(), signal.SIGKILL)
     finally:
         ckpt.wait()
         ckpt.close()

@@ -5,14 +5,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cellssl_jax.train import check_finite
+from cellssl_jax.train import KILL_AT_STEP_ENV, check_finite
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -25,17 +24,10 @@ TINY = [
     "--config.total_steps=12", "--config.checkpoint_every=4", "--config.log_every=1",
     "--config.optim.warmup_epochs=0.5", "--config.data.workers=2",
 ]
-# Reading each image sleeps 50 ms so a run lasts long enough to be killed after a checkpoint.
-LAUNCH = (
-    "import sys, time; import cellssl_jax.data.pipeline as P; r = P.read_rgb; "
-    "P.read_rgb = lambda p: (time.sleep(0.05), r(p))[1]; "
-    "from absl import app; from cellssl_jax import train; "
-    "app.run(train.main, argv=sys.argv, flags_parser=train.parse_flags)"
-)
 
 
 def _cmd(workdir: Path, images: Path) -> list[str]:
-    return [sys.executable, "-c", LAUNCH, *TINY, f"--workdir={workdir}",
+    return [sys.executable, "-m", "cellssl_jax.train", *TINY, f"--workdir={workdir}",
             f"--config.data.folder={images}"]
 
 
@@ -64,19 +56,13 @@ def test_sigkill_then_rerun_resumes_exactly(tmp_path):
     assert sorted(reference) == list(range(1, 13))
     assert (tmp_path / "full" / "encoder.msgpack").is_file()
 
+    # the run kills itself after step 6, between the checkpoints at 4 and 8: steps 5-6 replay
     wd = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(wd, images.parent), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not (wd / "checkpoints" / "4").is_dir():
-        assert proc.poll() is None, "the run ended before its first checkpoint"
-        assert time.time() < deadline
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert max(_losses(wd)) < 12
+    killed = subprocess.run(_cmd(wd, images.parent), cwd=REPO, env={**env, KILL_AT_STEP_ENV: "6"},
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
+    assert sorted(_losses(wd)) == list(range(1, 7))
+    assert sorted(int(p.name) for p in (wd / "checkpoints").iterdir()) == [4]
 
     resumed = run(wd)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
