@@ -9,8 +9,11 @@ Image size: by default each image keeps its native size, with height and width e
 to the nearest multiple of 32 (a multiple of both patch sizes, 8 and 16) and resized to it, so
 a dataset of one native size compiles one shape (Acevedo 360x363 -> 352x352, Matek BM 250 ->
 256, Raabin 575 -> 576). An encoder made for one resolution (its `input_size`, e.g. the bundled
-one) gets every image resized to that square instead, and `--image_size S` forces S x S. Every
-batch is padded to `--batch_size`, so each image shape compiles once.
+one) gets every image resized to that square instead, and `--image_size S` forces S x S.
+`--image_size native` reads every image at exactly its own size, as the paper's code does (the
+paper protocol). XCiT takes any side (its stride-2 convs pad, as timm's), so S need not be a
+multiple of the patch. Images of one shape are batched together and every batch is padded to
+`--batch_size`, so each image shape compiles once.
 
 Resumable: every `--save_every` seconds the rows done so far go to `<out>.partial.npz`; a rerun
 with the same arguments continues from there. Unreadable images are skipped, listed in the npz
@@ -43,6 +46,7 @@ log = logging.getLogger("cellssl_jax.extract")
 BUCKET = 32  # native sizes are rounded to multiples of this (divisible by patch 8 and 16)
 CHUNK_BATCHES = 8  # images are read and finished in chunks of this many batches
 FEATURE_KINDS = ("xcit", "colorhist", "xcit+colorhist")
+NATIVE = "native"  # --image_size value: every image at exactly its own size
 
 
 def bucket_size(height: int, width: int, step: int = BUCKET) -> tuple[int, int]:
@@ -80,7 +84,7 @@ def load_extractor(
     kind: str,
     checkpoint: str | Path | None = None,
     batch_size: int = 32,
-    image_size: int | None = None,
+    image_size: int | str | None = None,
 ) -> Extractor:
     """An Extractor for `kind`, loading the encoder it needs (the bundled one when None)."""
     encoder = None
@@ -93,19 +97,25 @@ def load_extractor(
 
 
 class Extractor:
-    """Turns uint8 images of any size into feature rows, batching by (bucketed) shape.
+    """Turns uint8 images of any size into feature rows, batching by (resized) shape.
+
+    `image_size`: a side S (S x S), "native" (each image as it is) or None (the encoder's
+    `input_size`, else native rounded to multiples of 32).
 
     Kinds: "xcit" (encoder CLS), "colorhist" (the colour baseline) and "xcit+colorhist" (both,
     concatenated: on PBC better than either alone, docs/MODEL_CARD.md).
     """
 
     def __init__(
-        self, kind: str, encoder=None, batch_size: int = 32, image_size: int | None = None
+        self, kind: str, encoder=None, batch_size: int = 32, image_size: int | str | None = None
     ):
         self.kind, self.encoder, self.batch_size = kind, encoder, batch_size
         self.uses_encoder, self.uses_colour = uses_encoder(kind), "colorhist" in kind
         if self.uses_encoder and encoder is None:
             raise ValueError(f"features {kind!r} need an encoder")
+        valid = image_size in (None, NATIVE) or (isinstance(image_size, int) and image_size >= 1)
+        if not valid:
+            raise ValueError(f"image size must be >= 1 or {NATIVE!r}, got {image_size!r}")
         if image_size is None and encoder is not None:
             image_size = encoder.input_size  # the resolution the encoder is made for
         self.image_size = image_size
@@ -114,14 +124,19 @@ class Extractor:
         if self.uses_encoder:
             patch = encoder.model.patch_size
             self.step = math.lcm(BUCKET, patch)
-            if image_size is not None and image_size % patch:
-                raise ValueError(f"image size {image_size} is not a multiple of patch {patch}")
             names.append(encoder.name)
             self.sha256, self.dim = encoder.sha256, encoder.dim
         if self.uses_colour:
             names.append(colorhist.NAME)
             self.dim += 3 * colorhist.BINS
         self.name = "+".join(names)
+
+    @property
+    def read_size(self) -> str:
+        """How the encoder reads images, as features files record it ("" without an encoder)."""
+        if not self.uses_encoder:
+            return ""
+        return str(self.image_size) if self.image_size else f"native/{self.step}"
 
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Per-image work done in the reader threads: (resized image, colour histogram)."""
@@ -130,6 +145,8 @@ class Extractor:
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """The image at the size the encoder reads it."""
+        if self.image_size == NATIVE:
+            return image
         h, w = image.shape[:2]
         size = (self.image_size,) * 2 if self.image_size else bucket_size(h, w, self.step)
         return resize_rgb(image, size)
@@ -290,6 +307,7 @@ def extract(
         extractor.name,
         extractor.sha256,
         [s for s, _ in part.skipped],
+        extractor.read_size,
     )
     if part.skipped:
         skipped_csv = out.with_name(out.stem + ".skipped.csv")
@@ -304,6 +322,18 @@ def extract(
         "images_per_second": done_now / seconds if seconds > 0 else float("nan"),
         "shapes": sorted(extractor.shapes),
     }
+
+
+def _image_size(text: str) -> int | str:
+    if text == NATIVE:
+        return NATIVE
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"expected a side >= 1 or {NATIVE!r}, got {text!r}")
+    return size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,10 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument(
         "--image_size",
-        type=int,
+        type=_image_size,
         default=None,
-        help="resize every image to SxS (default: the encoder's training size if it has one, "
-        "else native size rounded to multiples of 32)",
+        help="S: resize every image to SxS (any S >= 1); native: every image at exactly its "
+        "own size (the paper's protocol); default: the encoder's input_size if it has one, "
+        "else native size rounded to multiples of 32",
     )
     parser.add_argument("--workers", type=int, default=4, help="image reading threads")
     parser.add_argument(
@@ -347,8 +378,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.workers < 1:
         raise SystemExit("error: --batch_size and --workers must be >= 1")
-    if args.image_size is not None and args.image_size < 1:
-        raise SystemExit("error: --image_size must be >= 1")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with logging_to(args.out.with_name(args.out.stem + ".extract.log")):
         try:

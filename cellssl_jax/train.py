@@ -276,6 +276,10 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         total_steps,
     )
 
+    if config.export_input_size < 0:
+        raise SystemExit(
+            f"train: export_input_size must be >= 1, or 0 for none; got {config.export_input_size}"
+        )
     export_kw = dict(
         arch=config.model.arch,
         model_config=arch_kw,
@@ -283,7 +287,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         std=aug.std,
         source=f"DINO teacher, cellssl_jax.train, data "
         f"{config.data.folder or config.data.tfds_name}",
-        input_size=config.data.image_size,
+        input_size=config.export_input_size or None,
     )
     encoder_path = workdir / "encoder.msgpack"
     if start >= total_steps:  # finished: no step to compile, no loader to start

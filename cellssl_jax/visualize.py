@@ -26,19 +26,28 @@ log = logging.getLogger("cellssl_jax.visualize")
 THRESHOLD = 0.8  # the paper's Fig. 5: heads thresholded at 80 % of their maximum
 
 
-def upsample(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """[heads, Hp, Wp] patch maps -> [heads, H, W], each patch a block (no smoothing)."""
-    reps = shape[0] // maps.shape[1], shape[1] // maps.shape[2]
-    return np.kron(maps, np.ones((1, *reps), maps.dtype))
+def upsample(maps: np.ndarray, shape: tuple[int, int], patch: int) -> np.ndarray:
+    """[heads, Hp, Wp] patch maps -> [heads, H, W], each patch a `patch`-pixel block.
+
+    A side that is not a multiple of the patch leaves the last row/column of patches partly
+    outside the image (XCiT pads), so those blocks are cut at the image's edge."""
+    if maps.shape[1:] != (-(-shape[0] // patch), -(-shape[1] // patch)):
+        raise ValueError(f"{maps.shape[1:]} patch maps do not cover {shape} with patch {patch}")
+    return np.kron(maps, np.ones((1, patch, patch), maps.dtype))[:, : shape[0], : shape[1]]
 
 
 def attention_figure(
-    image: np.ndarray, attention: np.ndarray, out: Path, threshold: float = THRESHOLD, title=""
+    image: np.ndarray,
+    attention: np.ndarray,
+    patch: int,
+    out: Path,
+    threshold: float = THRESHOLD,
+    title: str = "",
 ) -> Path:
     """Fig. 5 layout: the cell, then one column per head; top row the continuous map over the
     cell, bottom row the region where the head's attention is >= `threshold` x its maximum."""
     heads = attention.shape[0]
-    maps = upsample(attention, image.shape[:2])
+    maps = upsample(attention, image.shape[:2], patch)
     fig, axes = plt.subplots(2, heads + 1, figsize=(1.9 * (heads + 1), 4.1), squeeze=False)
     for row, label in enumerate(("continuous", f">= {threshold:.0%} of max")):
         axes[row, 0].imshow(image)
@@ -80,7 +89,7 @@ def attention_png(
     cell = Extractor("xcit", enc, image_size=size).resize(read_rgb(image_path))  # as extract
     att = enc.forward(cell[None])["cls_attention"][0]
     title = f"{Path(image_path).name} - {enc.name} ({enc.arch}), last class-attention block"
-    return attention_figure(cell, att, Path(out), threshold, title)
+    return attention_figure(cell, att, enc.model.patch_size, Path(out), threshold, title)
 
 
 def embed_2d(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -150,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         "--size",
         type=int,
         default=None,
-        help="model input side, a multiple of the patch (default: the encoder's input_size, "
+        help="model input side, any S >= 1 (default: the encoder's input_size, "
         "else native, as extract)",
     )
     att.add_argument(

@@ -27,4 +27,5 @@ def get_config():
     c.optim.clip = 3.0
     c.dino.momentum_teacher = 0.996
     c.dino.warmup_teacher_temp = 0.04  # = teacher_temp: no warm-up
+    c.export_input_size = 352  # read best of 128/224/352 (docs/MODEL_CARD.md), as shipped
     return c

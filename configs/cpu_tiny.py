@@ -38,4 +38,5 @@ def get_config():
     c.dino.warmup_teacher_temp = 0.04  # = teacher_temp
     c.log_every = 10
     c.checkpoint_every = 200
+    c.export_input_size = 112  # read at the training side
     return c

@@ -27,4 +27,5 @@ def get_config():
     c.dino.warmup_teacher_temp = 0.04
     c.dino.warmup_teacher_temp_epochs = 0.0
     c.dino.momentum_teacher = 0.996
+    c.export_input_size = 224  # DINO evaluates at 224, its global crop side
     return c

@@ -71,6 +71,7 @@ def test_extract_folder_matches_encoder_and_lists_skipped(encoder_file, folder, 
     assert stats["shapes"] == [(32, 32), (64, 64)]  # two native sizes -> two buckets
     enc = load_encoder(encoder_file)
     assert feats.encoder == "tiny" and feats.encoder_sha256 == enc.sha256
+    assert feats.read_size == "native/32"  # recorded so evaluate can refuse mixed reads
     # row i is the encoder's CLS feature of path i, resized to its bucket
     first = np.asarray(Image.open(feats.paths[1]))
     ref = enc.embed(np.asarray(Image.fromarray(first).resize((32, 32), Image.BILINEAR))[None])
@@ -176,6 +177,57 @@ def test_encoder_input_size_is_the_default_resolution(tmp_path):
     assert Extractor("xcit", enc, image_size=32).resize(image).shape == (32, 32, 3)
 
 
+def test_odd_input_size_reads_like_timm(timm_xcit, tmp_path):
+    """An encoder exported with a side that is no multiple of its patch (37, patch 16) is read
+    by extract without flags, and its features are timm XCiT's on the same resized pixels."""
+    import torch
+
+    from cellssl_jax.convert import timm_to_flax
+    from cellssl_jax.data.pipeline import resize_rgb
+    from cellssl_jax.models.xcit import XCIT_VARIANTS
+
+    name = "xcit_nano_12_p16"
+    model = timm_xcit(name, depth=2)
+    variables = timm_to_flax({k: v.numpy() for k, v in model.state_dict().items()}, name, depth=2)
+    enc = save_encoder(tmp_path / "odd.msgpack", name, dict(XCIT_VARIANTS[name], depth=2),
+                       variables, (0.5,) * 3, (0.5,) * 3, "timm random", input_size=37)
+    (tmp_path / "cells" / "a").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (50, 45, 3), dtype=np.uint8), np.zeros((30, 30, 3), np.uint8)]
+    images[1][5:20, 8:25] = (200, 40, 90)
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(tmp_path / "cells" / "a" / f"{i}.png")
+    stats = main(["--images", str(tmp_path / "cells"), "--checkpoint", str(enc),
+                  "--out", str(tmp_path / "f.npz"), "--batch_size", "2"])
+    assert stats["shapes"] == [(37, 37)]
+    pixels = np.stack([resize_rgb(img, (37, 37)) for img in images]) / 255.0
+    with torch.no_grad():
+        x = torch.from_numpy(((pixels - 0.5) / 0.5).transpose(0, 3, 1, 2)).float()
+        ref = model.forward_features(x)[:, 0].numpy()
+    feats = load_features(tmp_path / "f.npz").features
+    assert np.abs(feats - ref).max() <= 1e-4
+    assert np.abs(ref[0] - ref[1]).max() > 1e-2  # the two cells give different features
+
+
+def test_native_size_reads_every_image_as_it_is(encoder_file, folder, tmp_path):
+    """--image_size native: no resizing; images of one size are batched together."""
+    out = tmp_path / "n.npz"
+    stats = main(["--images", str(folder), "--checkpoint", str(encoder_file), "--out", str(out),
+                  "--batch_size", "4", "--image_size", "native"])
+    assert stats["shapes"] == [(30, 34), (60, 64)]
+    feats = load_features(out)
+    assert feats.read_size == "native"
+    enc = load_encoder(encoder_file)
+    for i in (0, 1):  # 00.png is 60x64, 01.png 30x34
+        image = np.asarray(Image.open(feats.paths[i]))
+        np.testing.assert_allclose(feats.features[i], enc.embed(image[None])[0], atol=1e-5)
+    for bad in ("0", "large"):
+        with pytest.raises(SystemExit):
+            main(["--images", str(folder), "--out", str(out), "--image_size", bad])
+    with pytest.raises(ValueError, match="image size must be >= 1 or 'native'"):
+        Extractor("xcit", enc, image_size="big")
+
+
 def test_combined_features_are_the_two_kinds_side_by_side(folder, encoder_file, tmp_path):
     enc = load_encoder(encoder_file)
     feats = {}
@@ -188,6 +240,7 @@ def test_combined_features_are_the_two_kinds_side_by_side(folder, encoder_file, 
     np.testing.assert_allclose(both.features[:, :32], feats["xcit"].features, rtol=1e-6)
     np.testing.assert_array_equal(both.features[:, 32:], feats["colorhist"].features)
     assert both.paths == feats["xcit"].paths and both.skipped == feats["colorhist"].skipped
+    assert feats["colorhist"].read_size == "" and both.read_size == "native/32"
 
 
 def test_unknown_feature_kind_is_named():

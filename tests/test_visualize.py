@@ -16,9 +16,14 @@ SAMPLE = Path(visualize.__file__).parent / "assets" / "sample"
 
 def test_upsample_keeps_patches_as_blocks():
     maps = np.arange(2 * 2 * 3, dtype=np.float32).reshape(2, 2, 3)
-    up = visualize.upsample(maps, (32, 48))
+    up = visualize.upsample(maps, (32, 48), 16)
     assert up.shape == (2, 32, 48)
     assert (up[1, :16, 16:32] == maps[1, 0, 1]).all() and (up[0, 16:, 32:] == maps[0, 1, 2]).all()
+    odd = visualize.upsample(maps, (20, 37), 16)  # the last patches are cut at the edge
+    assert odd.shape == (2, 20, 37)
+    assert (odd[1, :16, 16:32] == maps[1, 0, 1]).all() and (odd[0, 16:, 32:] == maps[0, 1, 2]).all()
+    with pytest.raises(ValueError, match="do not cover"):
+        visualize.upsample(maps, (20, 37), 8)
 
 
 def test_attention_png(tmp_path, tiny_encoder):
@@ -36,9 +41,9 @@ def test_attention_png(tmp_path, tiny_encoder):
         visualize.main(
             ["attention", "--image", str(bad), "--checkpoint", str(tiny_encoder), "--out", str(out)]
         )
-    with pytest.raises(SystemExit, match="image size 40 is not a multiple of patch 16"):
+    with pytest.raises(SystemExit, match="image size must be >= 1"):
         visualize.main(["attention", "--image", str(image), "--checkpoint", str(tiny_encoder),
-                        "--size", "40", "--out", str(out)])
+                        "--size", "0", "--out", str(out)])
     with pytest.raises(SystemExit, match="threshold"):
         visualize.main(
             ["attention", "--image", str(image), "--threshold", "1.5", "--out", str(out)]

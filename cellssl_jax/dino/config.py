@@ -80,6 +80,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.dino.momentum_teacher = 0.9995
 
     c.init_encoder = ""  # optional encoder file to start both networks' backbones from
+    # The exported encoder's input_size: the square side `extract` resizes cells to unless told
+    # otherwise (any side >= 1: XCiT pads). 0 records none, so cells are read at their native
+    # size (the paper's code reads every image at its own size; `extract --image_size native`).
+    c.export_input_size = 0
     c.log_every = 20
     c.checkpoint_every = 500
     c.keep_checkpoints = 3
