@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)"
     )
     common.add_argument(
+        "--allow_mixed_encoders",
+        action="store_true",
+        help="score features of two different encoders or read sizes against each other "
+        "(refused by default; the report says so)",
+    )
+    common.add_argument(
         "--split",
         type=_fraction,
         default=None,
@@ -134,6 +140,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_encoder(feats: Features) -> str:
+    """The encoder (and read size) a features file was extracted with, for messages."""
+    read = f", read at {feats.read_size}" if feats.read_size else ""
+    return f"{feats.encoder} (sha256 {feats.encoder_sha256[:12] or 'n/a'}{read})"
+
+
+def check_same_encoder(
+    first: Features, second: Features, roles: tuple[str, str], allow_mixed: bool
+) -> str:
+    """Refuse two features files from different encoders or read sizes: scoring one against
+    the other is meaningless unless meant. With `allow_mixed`, returns what differs (for the
+    report); "" when nothing does."""
+    differs = [
+        what
+        for what, a, b in [
+            ("encoder", first.encoder_sha256, second.encoder_sha256),
+            ("read size", first.read_size, second.read_size),
+        ]
+        if a != b and (what == "encoder" or (a and b))  # an unrecorded read size is not compared
+    ]
+    if not differs:
+        return ""
+    detail = (
+        f"{roles[0]} features {first.source} come from {describe_encoder(first)}, "
+        f"{roles[1]} features {second.source} from {describe_encoder(second)}"
+    )
+    if not allow_mixed:
+        raise ValueError(
+            f"different {' and '.join(differs)}: {detail}. Extract both with the same encoder "
+            "and --image_size, or pass --allow_mixed_encoders for a deliberate cross-encoder "
+            "experiment"
+        )
+    mixed = f"MIXED {' and '.join(differs)} (--allow_mixed_encoders): {detail}"
+    log.warning("%s", mixed)
+    return mixed
+
+
 def _part(feats: Features, fraction: float | None, seed: int, which: int) -> Features:
     """The train (which=0) or test (which=1) part of a seeded stratified split."""
     if fraction is None:
@@ -158,6 +201,7 @@ def run(args: argparse.Namespace) -> Evaluation:
         data = first = load_features(args.train)
         train = _part(data, args.split, args.seed, 0)
         test = load_features(args.test) if args.test else _part(data, args.split, args.seed, 1)
+        mixed = check_same_encoder(train, test, ("train", "test"), args.allow_mixed_encoders)
         ev = fewshot_curve(
             train,
             test,
@@ -172,6 +216,7 @@ def run(args: argparse.Namespace) -> Evaluation:
         first = load_features(args.source)
         source = _part(first, args.split, args.seed, 0)
         target = _part(load_features(args.target), args.split, args.seed, 1)
+        mixed = check_same_encoder(source, target, ("source", "target"), args.allow_mixed_encoders)
         ev = direct_transfer(
             source,
             target,
@@ -182,7 +227,7 @@ def run(args: argparse.Namespace) -> Evaluation:
         )
         ev.inputs = {"source": str(args.source), "target": str(args.target)}
         ev.inputs["map"] = "->".join(args.map)
-    ev.inputs["encoder"] = f"{first.encoder} (sha256 {first.encoder_sha256[:12] or 'n/a'})"
+    ev.inputs["encoder"] = mixed or describe_encoder(first)
     return ev
 
 

@@ -8,7 +8,7 @@ from cellssl_jax.evaluate import main
 from cellssl_jax.fewshot.features import save_features
 
 
-def _write(path, names, counts, dim=8, seed=0, labelled=True):
+def _write(path, names, counts, dim=8, seed=0, labelled=True, sha="ab" * 32, read_size="224"):
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(names)), counts)
     centres = np.random.default_rng(42).normal(size=(len(names), dim)) * 3
@@ -19,8 +19,9 @@ def _write(path, names, counts, dim=8, seed=0, labelled=True):
         labels if labelled else np.full(len(labels), -1),
         names,
         [f"img{i}.jpg" for i in range(len(labels))],
-        "toy",
-        "ab" * 32,
+        f"toy-{sha[:2]}",
+        sha,
+        read_size=read_size,
     )
     return path
 
@@ -101,3 +102,33 @@ def test_bad_input_gives_clear_errors(toy, tmp_path):
     bad_map = ["transfer", "--source", str(toy), "--target", str(toy), "--map", "bm->x"]
     with pytest.raises(SystemExit):  # argparse rejects it (exit code 2, message on stderr)
         main(bad_map + out)
+
+
+def test_features_of_different_encoders_are_refused(toy, tmp_path):
+    out = ["--repeats", "1", "--jobs", "1", "--n", "5", "--out"]
+    names = ["eosinophil", "lymphocyte", "neutrophil"]
+    other = _write(tmp_path / "other.npz", names, [9, 9, 9], seed=1, sha="cd" * 32)
+    fewshot = ["fewshot", "--train", str(toy), "--test", str(other)]
+    msg = _error(fewshot + out + [str(tmp_path / "e1")])
+    assert "different encoder:" in msg and "toy-ab (sha256 abababababab" in msg
+    assert "toy-cd (sha256 cdcdcdcdcdcd" in msg and "--allow_mixed_encoders" in msg
+    transfer = ["transfer", "--source", str(toy), "--target", str(other), "--map",
+                "acevedo->acevedo"]
+    assert "source features" in _error(transfer + out + [str(tmp_path / "e2")])
+    resized = _write(tmp_path / "resized.npz", names, [9, 9, 9], seed=1, read_size="native/32")
+    msg = _error(fewshot[:-1] + [str(resized)] + out + [str(tmp_path / "e3")])
+    assert "different read size:" in msg and "read at 224" in msg and "read at native/32" in msg
+
+    main(fewshot + ["--allow_mixed_encoders"] + out + [str(tmp_path / "mixed")])
+    report = (tmp_path / "mixed" / "report.md").read_text()
+    assert "- encoder: MIXED encoder (--allow_mixed_encoders)" in report
+    assert "toy-ab" in report and "toy-cd" in report
+
+
+def test_same_encoder_names_it_and_unknown_read_size_is_not_compared(toy, tmp_path):
+    names = ["eosinophil", "lymphocyte", "neutrophil"]
+    old = _write(tmp_path / "old.npz", names, [9, 9, 9], seed=1, read_size="")
+    out = tmp_path / "same"
+    main(["fewshot", "--train", str(toy), "--test", str(old), "--n", "5", "--repeats", "1",
+          "--jobs", "1", "--out", str(out)])
+    assert "- encoder: toy-ab (sha256 abababababab, read at 224)" in (out / "report.md").read_text()

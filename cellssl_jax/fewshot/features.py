@@ -2,7 +2,10 @@
 
 Layout: `features` float32 [N, D], `labels` int64 [N] (-1 = unlabelled), `class_names` str [C],
 `paths` str [N], `encoder` str, `encoder_sha256` str; optional `skipped` str [K] (unreadable
-inputs). Only numpy here, so a features file can be evaluated without JAX.
+inputs) and `read_size` str (how images were sized for the encoder: "224" for 224 x 224,
+"native", "native/32" for native rounded to multiples of 32; "" unknown or no encoder), so that
+features of different reads are not compared by mistake. Only numpy here, so a features file
+can be evaluated without JAX.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Features:
     encoder_sha256: str = ""
     skipped: list[str] = field(default_factory=list)
     source: str = "<memory>"
+    read_size: str = ""
 
     def __post_init__(self) -> None:
         n = len(self.features)
@@ -69,6 +73,7 @@ class Features:
             self.encoder_sha256,
             self.skipped,
             self.source,
+            self.read_size,
         )
 
 
@@ -81,6 +86,7 @@ def save_features(
     encoder: str,
     encoder_sha256: str,
     skipped: Sequence[str] = (),
+    read_size: str = "",
 ) -> Path:
     """Write a features file (validated first, written atomically via a temporary name)."""
     path = Path(path)
@@ -93,6 +99,7 @@ def save_features(
         encoder_sha256,
         list(skipped),
         str(path),
+        read_size,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
@@ -105,6 +112,7 @@ def save_features(
         encoder=np.asarray(encoder),
         encoder_sha256=np.asarray(encoder_sha256),
         skipped=np.asarray(feats.skipped, dtype=str),
+        read_size=np.asarray(read_size),
     )
     tmp.replace(path)
     return path
@@ -133,4 +141,5 @@ def load_features(path: str | Path) -> Features:
             str(data["encoder_sha256"]),
             [str(s) for s in skipped],
             str(path),
+            str(data["read_size"]) if "read_size" in data.files else "",
         )
