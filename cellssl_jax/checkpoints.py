@@ -13,10 +13,14 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from flax import serialization
+from flax import serialization, traverse_util
 
 from cellssl_jax.dino.state import TrainState
 from cellssl_jax.encoder import save_encoder
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint on disk does not have the layout of the state this version trains."""
 
 
 class Checkpointer:
@@ -53,6 +57,7 @@ class Checkpointer:
             lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
             serialization.to_state_dict(target),
         )
+        self._check_layout(step, abstract)
         out = self.manager.restore(
             step,
             args=ocp.args.Composite(
@@ -60,6 +65,33 @@ class Checkpointer:
             ),
         )
         return serialization.from_state_dict(target, out["state"]), dict(out["meta"])
+
+    def _check_layout(self, step: int, abstract: dict) -> None:
+        """Raise ``CheckpointMismatch`` naming what differs, instead of orbax's tree trace."""
+        saved = traverse_util.flatten_dict(self.manager.item_metadata(step)["state"].tree)
+        want = traverse_util.flatten_dict(abstract)
+        name = lambda path: ".".join(map(str, path))  # noqa: E731
+        only_saved = sorted(name(k) for k in saved.keys() - want.keys())
+        only_want = sorted(name(k) for k in want.keys() - saved.keys())
+        shapes = sorted(f"{name(k)} {tuple(saved[k].shape)} -> {tuple(want[k].shape)}"
+                        for k in saved.keys() & want.keys()
+                        if tuple(saved[k].shape) != tuple(want[k].shape))
+        if not (only_saved or only_want or shapes):
+            return
+        parts = sorted({k.split(".")[0] for k in only_saved + only_want + shapes})
+        lines = [f"the checkpoint at step {step} in {self.directory} does not match the state "
+                 f"this version of cellssl_jax trains (differs in: {', '.join(parts)})."]
+        for title, keys in (("only in the checkpoint", only_saved),
+                            ("only in this version", only_want), ("other shape", shapes)):
+            if keys:
+                lines.append(f"  {title}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}")
+        if parts == ["opt_state"]:
+            lines.append("  The optimiser state changed (DINO's AdamW: per-parameter step counts "
+                         "and the frozen last layer), so this run cannot be resumed exactly.")
+        lines.append("  Fix: train into a new --workdir (or move the checkpoints folder away); "
+                     "the run's exported encoder.msgpack stays usable, and --config.init_encoder="
+                     "<it> starts a new run from its backbone.")
+        raise CheckpointMismatch("\n".join(lines))
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -28,7 +28,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from cellssl_jax.checkpoints import Checkpointer, export_teacher
+from cellssl_jax.checkpoints import Checkpointer, CheckpointMismatch, export_teacher
 from cellssl_jax.data.pipeline import FolderSource, host_batches, steps_per_epoch, tfds_source
 from cellssl_jax.dino.augment import AugmentConfig
 from cellssl_jax.dino.optim import make_optimizer
@@ -121,6 +121,7 @@ def make_schedules(
         weight_decay=o.weight_decay,
         weight_decay_end=o.weight_decay_end,
         momentum_teacher=d.momentum_teacher,
+        momentum_teacher_end=d.momentum_teacher_end,
         teacher_temp=d.teacher_temp,
         warmup_teacher_temp=d.warmup_teacher_temp,
         warmup_teacher_temp_steps=ep(d.warmup_teacher_temp_epochs),
@@ -130,13 +131,14 @@ def make_schedules(
 
 def make_tx(
     config: ml_collections.ConfigDict, sched: DinoSchedules
-) -> optax.GradientTransformation:
-    """The configured clipping + AdamW on the run's lr and weight-decay schedules."""
+) -> optax.GradientTransformationExtraArgs:
+    """The configured clipping + AdamW on the run's schedules and last-layer freeze."""
     return make_optimizer(
         lr=sched.learning_rate,
         weight_decay=sched.wd,
         clip_mode=config.optim.clip_mode,
         clip=config.optim.clip,
+        freeze_last_layer_steps=sched.freeze_last_layer_steps,
     )
 
 
@@ -167,11 +169,16 @@ def _init_backbone(path: str, arch_kw: dict) -> dict:
     return enc.variables
 
 
-def check_finite(step: int, loss: float, last_good: int | None, directory: Path) -> None:
-    """Stop the run on a NaN/inf loss; the checkpoints on disk (all from before) stay."""
-    if not math.isfinite(loss):
+def check_finite(
+    step: int, values: dict[str, float], last_good: int | None, directory: Path
+) -> None:
+    """Stop the run on a NaN/inf loss or updated parameters, before they can be saved; the
+    checkpoints on disk (all from before) stay."""
+    loss = values["loss"]
+    if not math.isfinite(loss) or values["params_finite"] < 1.0:
+        what = f"loss ({loss})" if not math.isfinite(loss) else "parameters after the update"
         raise SystemExit(
-            f"train: non-finite loss ({loss}) at step {step}; stopped. The last good checkpoint "
+            f"train: non-finite {what} at step {step}; stopped. The last good checkpoint "
             f"is step {last_good} in {directory} (lower optim.lr or use optim.clip_mode, then "
             "rerun to resume from it)."
         )
@@ -256,7 +263,11 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
 
     ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
     if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(state)
+        try:
+            state, meta = ckpt.restore(state)
+        except CheckpointMismatch as err:
+            ckpt.close()
+            raise SystemExit(f"train: {err}") from None
         log.info("resumed from %s at step %d", ckpt.directory, int(state.step))
         changed = _changed_fields(meta.get("config", {}), config.to_dict())
         if changed:
@@ -341,7 +352,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         ips = (step - step_last) * config.batch_size / (now - t_last) if step > step_last else 0.0
         for s, m in fetched:
             values = {k: float(np.asarray(v)[0]) for k, v in m.items()}
-            check_finite(s, values["loss"], ckpt.latest_step(), ckpt.directory)
+            check_finite(s, values, ckpt.latest_step(), ckpt.directory)
             writer.write(s, {**values, "img_per_s": ips})
         writer.flush()
         eta = (total_steps - step) * (now - t_last) / max(step - step_last, 1)

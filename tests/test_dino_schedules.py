@@ -1,6 +1,5 @@
-"""Schedules against DINO's cosine_scheduler written out by hand."""
-
-import math
+"""Schedules against DINO's utils.cosine_scheduler (transcribed below) and np.linspace, step by
+step."""
 
 import numpy as np
 import pytest
@@ -8,36 +7,53 @@ import pytest
 from cellssl_jax.dino.schedules import DinoSchedules, linear_warmup, warmup_cosine
 
 
-def test_warmup_then_cosine():
-    kw = dict(base=1.0, final=0.1, total_steps=12, warmup_steps=2)
-    assert float(warmup_cosine(0, **kw)) == pytest.approx(0.0)
-    assert float(warmup_cosine(1, **kw)) == pytest.approx(0.5)
-    assert float(warmup_cosine(2, **kw)) == pytest.approx(1.0)
-    # half-way through the 10 cosine steps: (base + final) / 2
-    assert float(warmup_cosine(7, **kw)) == pytest.approx(0.55, rel=1e-6)
-    t = 3 / 10
-    assert float(warmup_cosine(5, **kw)) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * t)))
-    assert float(warmup_cosine(12, **kw)) == pytest.approx(0.1)
-    assert float(warmup_cosine(50, **kw)) == pytest.approx(0.1)  # held after the end
+def dino_cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epochs=0,
+                          start_warmup_value=0):
+    """facebookresearch/dino utils.py cosine_scheduler, verbatim in substance."""
+    warmup_schedule = np.array([])
+    warmup_iters = warmup_epochs * niter_per_ep
+    if warmup_epochs > 0:
+        warmup_schedule = np.linspace(start_warmup_value, base_value, warmup_iters)
+    iters = np.arange(epochs * niter_per_ep - warmup_iters)
+    schedule = final_value + 0.5 * (base_value - final_value) * (
+        1 + np.cos(np.pi * iters / len(iters)))
+    schedule = np.concatenate((warmup_schedule, schedule))
+    assert len(schedule) == epochs * niter_per_ep
+    return schedule
 
 
-def test_teacher_temperature_warmup():
-    assert float(linear_warmup(0, start=0.02, end=0.04, warmup_steps=4)) == pytest.approx(0.02)
-    assert float(linear_warmup(2, start=0.02, end=0.04, warmup_steps=4)) == pytest.approx(0.03)
-    assert float(linear_warmup(9, start=0.02, end=0.04, warmup_steps=4)) == pytest.approx(0.04)
+@pytest.mark.parametrize("warmup_epochs", [0, 1, 2])
+def test_warmup_cosine_equals_dino(warmup_epochs):
+    ref = dino_cosine_scheduler(5e-4, 1e-6, 10, 7, warmup_epochs=warmup_epochs)
+    ours = [float(warmup_cosine(i, base=5e-4, final=1e-6, total_steps=70,
+                                warmup_steps=7 * warmup_epochs)) for i in range(70)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-12)  # float32 vs float64
+    # past the end it holds the last value (DINO's table has no entry there)
+    held = warmup_cosine(200, base=5e-4, final=1e-6, total_steps=70,
+                         warmup_steps=7 * warmup_epochs)
+    assert float(held) == pytest.approx(ref[-1], rel=1e-5)
 
 
-def test_run_schedules():
+def test_teacher_temperature_is_linspace_then_constant():
+    ref = np.concatenate([np.linspace(0.02, 0.04, 4), np.full(6, 0.04)])
+    ours = [float(linear_warmup(i, start=0.02, end=0.04, warmup_steps=4)) for i in range(10)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-6)
+    assert float(linear_warmup(0, start=0.02, end=0.04, warmup_steps=0)) == pytest.approx(0.04)
+
+
+def test_run_schedules_equal_main_dino():
     s = DinoSchedules(total_steps=100, lr=5e-4, min_lr=1e-6, warmup_steps=10,
-                      weight_decay=0.04, weight_decay_end=0.4, momentum_teacher=0.9995,
+                      weight_decay=0.04, weight_decay_end=0.4, momentum_teacher=0.996,
                       teacher_temp=0.04, warmup_teacher_temp=0.02, warmup_teacher_temp_steps=20,
                       freeze_last_layer_steps=5)
-    steps = np.arange(0, 101)
-    lr = np.array([float(s.learning_rate(i)) for i in steps])
-    assert lr.argmax() == 10 and lr[10] == pytest.approx(5e-4)
-    assert float(s.wd(0)) == pytest.approx(0.04) and float(s.wd(100)) == pytest.approx(0.4)
-    assert float(s.wd(50)) == pytest.approx(0.22)
-    m = np.array([float(s.momentum(i)) for i in steps])
-    assert m[0] == pytest.approx(0.9995) and m[-1] == pytest.approx(1.0)
-    assert np.all(np.diff(m) >= -1e-7)
-    assert float(s.temperature(10)) == pytest.approx(0.03)
+    steps = range(100)
+    pairs = [
+        (s.learning_rate, dino_cosine_scheduler(5e-4, 1e-6, 10, 10, warmup_epochs=1)),
+        (s.wd, dino_cosine_scheduler(0.04, 0.4, 10, 10)),
+        (s.momentum, dino_cosine_scheduler(0.996, 1.0, 10, 10)),
+    ]
+    for fn, ref in pairs:
+        np.testing.assert_allclose([float(fn(i)) for i in steps], ref, rtol=1e-5)
+    const = DinoSchedules(**{**s.__dict__, "momentum_teacher": 0.9995,
+                             "momentum_teacher_end": 0.9995})
+    np.testing.assert_allclose([float(const.momentum(i)) for i in steps], 0.9995, rtol=1e-7)

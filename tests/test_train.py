@@ -91,7 +91,10 @@ def test_unknown_config_field_is_a_clear_error(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_nonfinite_loss_stops_and_names_the_last_checkpoint(tmp_path):
-    check_finite(3, 1.5, None, tmp_path)  # finite: nothing happens
+def test_nonfinite_loss_or_parameters_stop_and_name_the_last_checkpoint(tmp_path):
+    check_finite(3, {"loss": 1.5, "params_finite": 1.0}, None, tmp_path)  # finite: nothing
     with pytest.raises(SystemExit, match=r"non-finite loss \(nan\) at step 7.*step 4"):
-        check_finite(7, float("nan"), 4, tmp_path)
+        check_finite(7, {"loss": float("nan"), "params_finite": 1.0}, 4, tmp_path)
+    # a finite loss (computed before the update) with NaN weights after it: not saved either
+    with pytest.raises(SystemExit, match=r"non-finite parameters after the update at step 8"):
+        check_finite(8, {"loss": 2.0, "params_finite": 0.0}, 4, tmp_path)

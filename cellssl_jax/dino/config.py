@@ -78,6 +78,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.dino.warmup_teacher_temp_epochs = 10.0
     c.dino.center_momentum = 0.9
     c.dino.momentum_teacher = 0.9995
+    c.dino.momentum_teacher_end = 1.0  # cosine to this (DINO: 1.0; paper code: constant)
 
     c.init_encoder = ""  # optional encoder file to start both networks' backbones from
     # The exported encoder's input_size: the square side `extract` resizes cells to unless told

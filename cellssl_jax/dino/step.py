@@ -20,7 +20,6 @@ import optax
 
 from cellssl_jax.dino.augment import AugmentConfig, batch_multi_crop
 from cellssl_jax.dino.loss import dino_loss, entropy, update_center
-from cellssl_jax.dino.optim import last_layer_mask, zero_masked
 from cellssl_jax.dino.schedules import DinoSchedules
 from cellssl_jax.dino.state import TrainState
 from cellssl_jax.models.heads import MultiCropModel
@@ -42,26 +41,51 @@ def train_step(
     *,
     student: MultiCropModel,
     teacher: MultiCropModel,
-    tx: optax.GradientTransformation,
+    tx: optax.GradientTransformationExtraArgs,
     cfg: StepConfig,
     axis_name: str = "batch",
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One DINO step on this device's uint8 images [B_local, H, W, 3]; metrics are device means."""
-    sched = cfg.schedules
-    step = state.step
     b_local = images.shape[0]
     dev = jax.lax.axis_index(axis_name)
-    key = jax.random.fold_in(state.rng, step)
+    key = jax.random.fold_in(state.rng, state.step)
     aug_key, drop_key = jax.random.split(key)
     sample_ids = dev * b_local + jnp.arange(b_local)
     keys = jax.vmap(lambda i: jax.random.fold_in(aug_key, i))(sample_ids)
     glob, loc = batch_multi_crop(keys, images, cfg.augment)
     crops = [glob] if cfg.augment.n_local == 0 else [glob, loc]
-    n_views = 2 + cfg.augment.n_local
+    return crops_step(
+        state, crops, jax.random.fold_in(drop_key, dev),
+        student=student, teacher=teacher, tx=tx, cfg=cfg, axis_name=axis_name,
+    )
+
+
+def crops_step(
+    state: TrainState,
+    crops: Sequence[jax.Array],
+    dropout_key: jax.Array,
+    *,
+    student: MultiCropModel,
+    teacher: MultiCropModel,
+    tx: optax.GradientTransformationExtraArgs,
+    cfg: StepConfig,
+    axis_name: str = "batch",
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """DINO's update on given views, as main_dino.py's ``train_one_epoch`` iteration.
+
+    ``crops``: [global views [2 * B_local, G, G, 3], then local views [n * B_local, L, L, 3] if
+    any], float, normalised, grouped by view then sample. Teacher on the global views, student on
+    all; loss; gradients averaged over devices; clipping and AdamW (the prototype layer skipped
+    while frozen); EMA teacher; centre. Checked step for step against PyTorch DINO
+    (tests/test_dino_reference.py).
+    """
+    sched = cfg.schedules
+    step = state.step
+    n_views = sum(c.shape[0] for c in crops) // (crops[0].shape[0] // 2)
 
     teacher_logits, t_vars = teacher.apply(
         {"params": state.teacher_params, "batch_stats": state.teacher_batch_stats},
-        [glob],
+        [crops[0]],
         train=True,
         mutable=["batch_stats"],
     )
@@ -71,10 +95,10 @@ def train_step(
     def loss_fn(params):
         logits, s_vars = student.apply(
             {"params": params, "batch_stats": state.batch_stats},
-            crops,
+            list(crops),
             train=True,
             mutable=["batch_stats"],
-            rngs={"dropout": jax.random.fold_in(drop_key, dev)},
+            rngs={"dropout": dropout_key},
         )
         loss, stats = dino_loss(
             logits,
@@ -88,16 +112,13 @@ def train_step(
 
     (loss, (batch_stats, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     grads = jax.lax.pmean(grads, axis_name)
-    frozen = last_layer_mask(grads)
-    freeze = step < sched.freeze_last_layer_steps
-    grads = zero_masked(grads, frozen, freeze)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    updates = zero_masked(updates, frozen, freeze)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, step=step)
     params = optax.apply_updates(state.params, updates)
 
     m = sched.momentum(step)
     teacher_params = jax.tree.map(lambda t, s: m * t + (1.0 - m) * s, state.teacher_params, params)
     center = update_center(state.center, teacher_logits, cfg.center_momentum, axis_name)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]))
 
     metrics = {
         "loss": loss,
@@ -106,6 +127,7 @@ def train_step(
         "momentum": m,
         "teacher_temp": temp,
         "grad_norm": optax.global_norm(grads),
+        "params_finite": finite.astype(jnp.float32),
         **stats,
     }
     metrics = jax.lax.pmean(metrics, axis_name)
@@ -126,7 +148,7 @@ def pmapped_step(
     *,
     student: MultiCropModel,
     teacher: MultiCropModel,
-    tx: optax.GradientTransformation,
+    tx: optax.GradientTransformationExtraArgs,
     cfg: StepConfig,
     devices: Sequence[jax.Device] | None = None,
 ) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
