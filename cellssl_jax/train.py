@@ -1,6 +1,9 @@
 """DINO pretraining: ``python -m cellssl_jax.train --config configs/<preset>.py --workdir DIR``.
 
-Override any config field with ``--config.<field>=<value>`` (an unknown field is an error).
+The images: ``--config.data.folder=DIR`` (a folder of images, flat or one sub-folder per class;
+labels are not used) or ``--config.data.tfds_name=NAME`` (a TFDS dataset built by
+``cellssl_jax.data.builders``). Override any config field with ``--config.<field>=<value>`` (an
+unknown field is an error; cellssl_jax/dino/config.py lists them all).
 Data-parallel over all devices (pmap; ``--config.distributed=True`` for multi-host). Writes
 under DIR: ``checkpoints/`` (orbax, keep-last-k; a rerun of the same command resumes exactly
 from the latest), ``encoder.msgpack`` (the teacher backbone, refreshed with each checkpoint),
@@ -14,6 +17,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -47,17 +51,21 @@ KILL_AT_STEP_ENV = "CELLSSL_TEST_KILL_AT_STEP"
 
 
 def make_source(data: ml_collections.ConfigDict):
-    """The configured image source (folder or TFDS split); user mistakes exit with a message."""
+    """The configured image source (folder or TFDS split); user mistakes exit with a message
+    that names the config field."""
+    field = ""
     try:
         if data.folder and data.tfds_name:
             raise ValueError("set only one of data.folder and data.tfds_name")
         if data.folder:
+            field = "data.folder"
             return FolderSource(data.folder)
         if data.tfds_name:
+            field = "data.tfds_name"
             return tfds_source(data.tfds_name, data.tfds_split, data.tfds_data_dir or None)
         raise ValueError("no data: set --config.data.folder=DIR or --config.data.tfds_name=NAME")
     except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"train: {err}") from None
+        raise SystemExit(f"train: {f'--config.{field}: ' if field else ''}{err}") from None
 
 
 def backbone_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -357,20 +365,22 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         writer.flush()
         eta = (total_steps - step) * (now - t_last) / max(step - step_last, 1)
         last = values
+        # the first step alone has no timed steps behind it: no speed, no ETA
+        speed = f" {ips:.1f} img/s ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}"
         log.info(
-            "step %d/%d loss %.4f lr %.2e teacher entropy %.3f (batch-mean %.3f) %.1f img/s ETA %s",
+            "step %d/%d loss %.4f lr %.2e teacher entropy %.3f (batch-mean %.3f)%s",
             step,
             total_steps,
             last["loss"],
             last["lr"],
             last["teacher_entropy"],
             last["teacher_mean_entropy"],
-            ips,
-            time.strftime("%H:%M:%S", time.gmtime(eta)),
+            speed if step > step_last else "",
         )
         t_last, step_last = now, step
 
     kill_at = int(os.environ.get(KILL_AT_STEP_ENV, 0))
+    log.info("compiling the train step (the first step; minutes on a CPU)...")
     try:
         for step in range(start + 1, total_steps + 1):
             batch = next(batches)
@@ -399,7 +409,13 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
 
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "a configs/<preset>.py file", lock_config=True)
+config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "a configs/<preset>.py file; set the images with --config.data.folder=DIR or "
+    "--config.data.tfds_name=NAME, any other field with --config.<field>=VALUE",
+    lock_config=True,
+)
 flags.DEFINE_string("workdir", None, "output directory (checkpoints, encoder, metrics, logs)")
 
 
@@ -428,9 +444,21 @@ def parse_flags(argv: list[str], default_config: str | None = None) -> list[str]
             FLAGS.set_default("config", default_config)
         return app.parse_flags_with_usage(argv)
     except (AttributeError, KeyError) as err:
-        name = str(err).strip("\"'")
-        raise SystemExit(f"{Path(argv[0]).stem}: unknown config field {name!r} "
-                         "(cellssl_jax/dino/config.py lists them all)") from None
+        raise SystemExit(f"{Path(argv[0]).stem}: {_unknown_field(err, argv)}") from None
+
+
+def _unknown_field(err: BaseException, argv: list[str]) -> str:
+    """ml_collections' unknown-field error (nested, quoted, multi-line) as one plain line."""
+    while err.args and isinstance(err.args[0], BaseException):
+        err = err.args[0]
+    first, _, hint = str(err.args[0] if err.args else err).partition("\n")
+    name = first.strip("\"'")
+    given = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+    flag = next((g for g in given if g.endswith("." + name)), f"--config.{name}")
+    suggestion = re.search(r'Did you mean "([^"]+)"', hint)
+    if suggestion:
+        flag += f" (did you mean {flag[: -len(name)]}{suggestion.group(1)}?)"
+    return f"unknown config field {flag}; cellssl_jax/dino/config.py lists them all"
 
 
 if __name__ == "__main__":

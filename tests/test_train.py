@@ -54,6 +54,12 @@ def test_sigkill_then_rerun_resumes_exactly(tmp_path):
     assert full.returncode == 0, full.stderr[-4000:]
     reference = _losses(tmp_path / "full")
     assert sorted(reference) == list(range(1, 13))
+    log = (tmp_path / "full" / "train.log").read_text()
+    assert log.index("compiling the train step") < log.index("step 1/12")
+    step1 = next(line for line in log.splitlines() if "step 1/12" in line)
+    step2 = next(line for line in log.splitlines() if "step 2/12" in line)
+    assert "img/s" not in step1 and "ETA" not in step1  # compilation alone: no speed to show
+    assert "img/s ETA" in step2
     assert (tmp_path / "full" / "encoder.msgpack").is_file()
 
     # the run kills itself after step 6, between the checkpoints at 4 and 8: steps 5-6 replay
@@ -82,13 +88,35 @@ def test_sigkill_then_rerun_resumes_exactly(tmp_path):
     assert _losses(wd) == after
 
 
-def test_unknown_config_field_is_a_clear_error(tmp_path):
-    cmd = [sys.executable, "-m", "cellssl_jax.train", "--config=configs/cpu_tiny.py",
-           f"--workdir={tmp_path}", "--config.optim.nonsense=1"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+def _train_cli(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "cellssl_jax.train", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--config.optim.nonsense=1", "train: unknown config field --config.optim.nonsense; "),
+        ("--config.data.folderx=1", "train: unknown config field --config.data.folderx (did you "
+         "mean --config.data.folder?); cellssl_jax/dino/config.py lists them all\n"),
+    ],
+)
+def test_unknown_config_field_is_one_plain_line(tmp_path, override, message):
+    proc = _train_cli("--config=configs/cpu_tiny.py", f"--workdir={tmp_path}", override)
     assert proc.returncode != 0
-    assert "unknown config field 'nonsense'" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and "\\" not in proc.stderr
+
+
+def test_help_and_errors_name_the_data_fields(tmp_path):
+    help_text = _train_cli("--help").stdout
+    assert "--config.data.folder=DIR" in help_text and "--config.data.tfds_name=NAME" in help_text
+    proc = _train_cli("--config=configs/cpu_tiny.py", f"--workdir={tmp_path}",
+                      f"--config.data.folder={tmp_path / 'nope'}")
+    assert proc.returncode != 0
+    assert f"train: --config.data.folder: image folder {tmp_path / 'nope'} does not exist" in (
+        proc.stderr
+    )
 
 
 def test_nonfinite_loss_or_parameters_stop_and_name_the_last_checkpoint(tmp_path):
