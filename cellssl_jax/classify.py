@@ -29,6 +29,7 @@ from cellssl_jax.data.pipeline import FolderSource
 from cellssl_jax.extract import FEATURE_KINDS, Extractor, extract, load_extractor
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS, pipeline
 from cellssl_jax.fewshot.features import Features, load_features
+from cellssl_jax.logs import log_to_console
 
 log = logging.getLogger("cellssl_jax.classify")
 
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.review < 0:
         raise SystemExit("error: --review must be >= 0")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log_to_console()
     try:
         summary, _ = run(
             args.labelled,

@@ -358,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", type=Path, default=None, help="encoder file (default: the bundled one)"
     )
     parser.add_argument("--data_dir", default=None, help="TFDS data dir for tfds: inputs")
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument(
+        "--batch_size", type=int, default=32, help="images per encoder call (default 32)"
+    )
     parser.add_argument(
         "--image_size",
         type=_image_size,

@@ -29,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from cellssl_jax.classify import DEFAULT_FEATURES, folder_features
 from cellssl_jax.data.images import UnreadableImage, read_rgb, relative_name
 from cellssl_jax.extract import FEATURE_KINDS, load_extractor
+from cellssl_jax.logs import log_to_console
 
 log = logging.getLogger("cellssl_jax.select")
 
@@ -150,8 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-class-budget", type=int, help="cells per expected class (with --expected-classes)"
     )
     parser.add_argument("--expected-classes", type=int, help="how many cell types you expect")
-    parser.add_argument("--method", choices=METHODS, default="kmeans")
-    parser.add_argument("--features", choices=FEATURE_KINDS, default=DEFAULT_FEATURES)
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="kmeans",
+        help="kmeans (default): the cell nearest each of k = budget centres, representative; "
+        "kcenter: greedy farthest-point coverage, reaches rare outliers",
+    )
+    parser.add_argument(
+        "--features",
+        choices=FEATURE_KINDS,
+        default=DEFAULT_FEATURES,
+        help=f"what the cells are compared on (default {DEFAULT_FEATURES}, as classify)",
+    )
     parser.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
     parser.add_argument("--seed", type=int, default=0, help="k-means initialisation seed")
     return parser
@@ -175,7 +187,7 @@ def budget_from(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log_to_console()
     try:
         files = run(
             args.images,

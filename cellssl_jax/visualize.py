@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 from cellssl_jax.data.images import UnreadableImage, read_rgb  # noqa: E402
 from cellssl_jax.extract import Extractor  # noqa: E402
+from cellssl_jax.logs import log_to_console  # noqa: E402
 
 log = logging.getLogger("cellssl_jax.visualize")
 
@@ -144,7 +145,7 @@ def embedding_png(features_path: str | Path, out: str | Path, seed: int = 0) -> 
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cellssl_jax.visualize",
         description=__doc__,
@@ -171,9 +172,13 @@ def main(argv: list[str] | None = None) -> None:
     emb = sub.add_parser("embedding", help="2-D embedding of a features file, by class")
     emb.add_argument("--features", required=True, help="features file (.npz) from extract")
     emb.add_argument("--out", required=True, help="output PNG")
-    emb.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    emb.add_argument("--seed", type=int, default=0, help="seeds the PCA and UMAP/t-SNE layout")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    log_to_console()
     try:
         if args.figure == "attention":
             if not 0.0 < args.threshold <= 1.0:

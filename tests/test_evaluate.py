@@ -98,6 +98,11 @@ def test_bad_input_gives_clear_errors(toy, tmp_path):
     msg = _error(["fewshot", "--train", str(toy), "--test", str(wide), "--n", "5"] + out)
     assert "feature dimensions differ" in msg
     assert "does not exist" in _error(["fewshot", "--train", "nope.npz", "--split", "0.7"] + out)
+    (tmp_path / "cells.csv").write_text("path,label\n")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    for name in ("cells.csv", "array.npy"):
+        msg = _error(["fewshot", "--train", str(tmp_path / name), "--split", "0.7"] + out)
+        assert "is not a features file" in msg and "allow_pickle" not in msg
     assert "either --test" in _error(["fewshot", "--train", str(toy)] + out)
     bad_map = ["transfer", "--source", str(toy), "--target", str(toy), "--map", "bm->x"]
     with pytest.raises(SystemExit):  # argparse rejects it (exit code 2, message on stderr)

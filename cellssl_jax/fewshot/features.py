@@ -10,6 +10,7 @@ can be evaluated without JAX.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,9 +124,14 @@ def load_features(path: str | Path) -> Features:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"features file {path} does not exist")
+    if not zipfile.is_zipfile(path):  # else numpy answers with its allow_pickle text
+        raise ValueError(
+            f"{path} is not a features file: expected an .npz written by "
+            "`python -m cellssl_jax.extract`"
+        )
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is not a readable .npz features file ({err})") from None
     with data:
         missing = [k for k in REQUIRED_KEYS if k not in data.files]
