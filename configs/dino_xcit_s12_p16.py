@@ -16,7 +16,10 @@ def get_config():
     c.augment.local_scale = (0.05, 0.4)
     c.augment.vflip_p = 0.0
     c.augment.rotation_degrees = 0.0
-    c.augment.perspective_p = 0.0
+    c.augment.perspective_p = (0.0, 0.0, 0.0)
+    c.augment.antialias = True  # torchvision's RandomResizedCrop on PIL images
+    # head.nlayers 3, model.drop_path_rate 0.1, momentum cosine to dino.momentum_teacher_end 1.0:
+    # the defaults, as DINO (docs/DESIGN.md, "Paper code vs DINO")
     c.augment.mean = (0.485, 0.456, 0.406)
     c.augment.std = (0.229, 0.224, 0.225)
     c.batch_size = 1024  # 64 per GPU x 16 GPUs

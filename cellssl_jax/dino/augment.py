@@ -1,17 +1,20 @@
 """Multi-crop augmentation as pure JAX functions of (PRNG key, uint8 image), vmapped over a batch.
 
 Runs on the accelerator next to the model, so the host only decodes and resizes. The views
-follow DINO's DataAugmentationDINO plus the paper's extra geometry: each crop is one projective
-warp (perspective, rotation, random resized crop, horizontal/vertical flips, sampled
-bilinearly with mirrored borders) followed by colour jitter (random order, p 0.8), grayscale,
-Gaussian blur and solarize. Global view 1: blur p 1.0; global view 2: blur p 0.1, solarize
-p 0.2; local views: blur p 0.5.
+follow DINO's DataAugmentationDINO plus the paper code's extra geometry (sparsam): an optional
+whole-image pre-pass (greyscale, horizontal flip) shared by all views, then per view a
+perspective distortion, a rotation, a random resized crop with horizontal/vertical flips (one
+projective warp sampled bilinearly, or with ``antialias`` a warp at the image's own size then a
+PIL-like resize of the crop box), colour jitter (random order, p 0.8), grayscale, Gaussian blur
+and solarize. Global view 1: blur p 1.0; global view 2: blur p 0.1, solarize; local views: blur
+p 0.5. docs/DESIGN.md ("Paper code vs DINO") says which preset sets what.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +22,7 @@ import jax.numpy as jnp
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """Hyper-parameters of the multi-crop views (defaults: the paper's)."""
+    """Hyper-parameters of the multi-crop views (the fields of ``config.augment``)."""
 
     global_size: int = 224
     global_scale: tuple[float, float] = (0.5, 1.0)
@@ -31,17 +34,42 @@ class AugmentConfig:
     vflip_p: float = 0.5
     rotation_degrees: float = 180.0
     perspective_distortion: float = 0.2
-    perspective_p: float = 0.5
+    perspective_p: tuple[float, float, float] = (0.5, 0.5, 0.5)  # global 1, global 2, local
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)
     jitter_p: float = 0.8
     grayscale_p: float = 0.2
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel: int = 0  # taps (odd); 0: 3 sigma each side of blur_sigma's maximum
     solarize_p: float = 0.2
+    fill: str = "reflect"  # what rotation/perspective uncover: "reflect" (mirror) | "black"
+    prepass_grayscale_p: float = 0.0  # once per image, before the crops
+    prepass_hflip_p: float = 0.0
+    antialias: bool = False  # crops resampled as PIL does (triangle widened when downscaling)
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
+    def __post_init__(self):
+        if self.fill not in ("reflect", "black"):
+            raise ValueError(f"augment.fill must be 'reflect' or 'black', got {self.fill!r}")
+        if len(self.perspective_p) != 3:
+            raise ValueError(
+                "augment.perspective_p is (global view 1, global view 2, local views), got "
+                f"{self.perspective_p!r}"
+            )
+        if self.blur_kernel and self.blur_kernel % 2 == 0:
+            raise ValueError(f"augment.blur_kernel must be odd or 0, got {self.blur_kernel}")
+
 
 # ---------------------------------------------------------------- geometry
+
+
+class Geometry(NamedTuple):
+    """One view's random geometry, in sparsam's order: perspective, rotation, crop, flips."""
+
+    box: jax.Array  # (x0, y0, width, height) of the crop in the rotated image
+    flip: jax.Array  # (horizontal, vertical), booleans
+    rot: jax.Array  # 3x3: rotated-image coordinates -> perspective-image coordinates
+    persp: jax.Array  # 3x3: perspective-image coordinates -> source coordinates
 
 
 def _homography(src: jax.Array, dst: jax.Array) -> jax.Array:
@@ -61,39 +89,45 @@ def _lerp(u: jax.Array, lo: float, hi: float) -> jax.Array:
     return lo + (hi - lo) * u
 
 
-def _sample_warp(u: jax.Array, h: int, w: int, size: int, scale, cfg: AugmentConfig):
-    """Random 3x3 map from output pixel coordinates (continuous, [0, size]) to source ones.
-
-    ``u``: 16 uniform numbers in [0, 1) (one PRNG call per view keeps compilation short).
-    """
+def sample_geometry(
+    u: jax.Array, h: int, w: int, scale, perspective_p, cfg: AugmentConfig
+) -> Geometry:
+    """A view's geometry from 16 uniform numbers in [0, 1) (one PRNG call per view keeps
+    compilation short); ``perspective_p`` is this view's (may be traced)."""
     # random resized crop (box clipped to the image instead of torchvision's retry loop)
     area = h * w * _lerp(u[0], *scale)
     log_r = _lerp(u[1], math.log(cfg.ratio[0]), math.log(cfg.ratio[1]))
     bw = jnp.minimum(jnp.sqrt(area * jnp.exp(log_r)), w)
     bh = jnp.minimum(jnp.sqrt(area / jnp.exp(log_r)), h)
-    x0 = u[2] * (w - bw)
-    y0 = u[3] * (h - bh)
-    sx = jnp.where(u[4] < cfg.hflip_p, -1.0, 1.0)
-    sy = jnp.where(u[5] < cfg.vflip_p, -1.0, 1.0)
+    box = jnp.stack([u[2] * (w - bw), u[3] * (h - bh), bw, bh])
+    flip = jnp.stack([u[4] < cfg.hflip_p, u[5] < cfg.vflip_p])
+    theta = jnp.deg2rad(_lerp(u[6], -cfg.rotation_degrees, cfg.rotation_degrees))
+    c, s = jnp.cos(theta), jnp.sin(theta)
+    cx, cy = w / 2, h / 2
+    rot = jnp.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy], [0.0, 0.0, 1.0]])
+    # torchvision's RandomPerspective: each corner moves inwards by up to distortion * half side
+    corners = jnp.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
+    half = jnp.array([w / 2, h / 2]) * cfg.perspective_distortion
+    inward = jnp.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
+    moved = corners + inward * half * u[7:15].reshape(4, 2)
+    persp = _homography(moved, corners)  # distorted-image coords -> source coords
+    persp = jnp.where(u[15] < perspective_p, persp, jnp.eye(3))
+    return Geometry(box, flip, rot, persp)
+
+
+def crop_matrix(g: Geometry, size: int) -> jax.Array:
+    """3x3 map from output pixel coordinates (continuous, [0, size]) to rotated-image ones."""
+    x0, y0, bw, bh = g.box
+    sx = jnp.where(g.flip[0], -1.0, 1.0)
+    sy = jnp.where(g.flip[1], -1.0, 1.0)
     # output -> (flipped) -> crop box: x_src = x0 + bw * (0.5 + sx * (x / size - 0.5))
-    crop = jnp.array(
+    return jnp.array(
         [
             [sx * bw / size, 0.0, x0 + bw * (1 - sx) / 2],
             [0.0, sy * bh / size, y0 + bh * (1 - sy) / 2],
             [0.0, 0.0, 1.0],
         ]
     )
-    theta = jnp.deg2rad(_lerp(u[6], -cfg.rotation_degrees, cfg.rotation_degrees))
-    c, s = jnp.cos(theta), jnp.sin(theta)
-    cx, cy = w / 2, h / 2
-    rot = jnp.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy], [0.0, 0.0, 1.0]])
-    corners = jnp.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
-    half = jnp.array([w / 2, h / 2]) * cfg.perspective_distortion
-    inward = jnp.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
-    moved = corners + inward * half * u[7:15].reshape(4, 2)
-    persp = _homography(moved, corners)  # distorted-image coords -> source coords
-    persp = jnp.where(u[15] < cfg.perspective_p, persp, jnp.eye(3))
-    return persp @ rot @ crop
 
 
 def _reflect(idx: jax.Array, n: int) -> jax.Array:
@@ -104,12 +138,28 @@ def _reflect(idx: jax.Array, n: int) -> jax.Array:
     return jnp.where(m > n - 1, period - m, m)
 
 
-def _warp(image: jax.Array, mat: jax.Array, size: int) -> jax.Array:
-    """Bilinear sample of ``image`` [H, W, C] at mat @ (output pixel centres), mirrored borders."""
+def _pixel_centres(size: int | tuple[int, int]) -> jax.Array:
+    """Homogeneous output pixel centres [H, W, 3] (continuous coordinates, x first)."""
+    oh, ow = (size, size) if isinstance(size, int) else size
+    gx, gy = jnp.meshgrid(
+        jnp.arange(ow, dtype=jnp.float32) + 0.5, jnp.arange(oh, dtype=jnp.float32) + 0.5
+    )
+    return jnp.stack([gx, gy, jnp.ones_like(gx)], axis=-1)
+
+
+def _inside(pts: jax.Array, mat: jax.Array, h: int, w: int) -> jax.Array:
+    q = pts @ mat.T
+    x, y = q[..., 0] / q[..., 2], q[..., 1] / q[..., 2]
+    return (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
+
+
+def _warp(
+    image: jax.Array, mat: jax.Array, size: int | tuple[int, int], visible: jax.Array | None = None
+) -> jax.Array:
+    """Bilinear sample of ``image`` [H, W, C] at mat @ (output pixel centres), mirrored borders;
+    pixels where ``visible`` is False are 0 (torchvision's fill)."""
     h, w, ch = image.shape
-    g = jnp.arange(size, dtype=jnp.float32) + 0.5
-    gx, gy = jnp.meshgrid(g, g)
-    pts = jnp.stack([gx, gy, jnp.ones_like(gx)], axis=-1) @ mat.T
+    pts = _pixel_centres(size) @ mat.T
     xs = pts[..., 0] / pts[..., 2] - 0.5
     ys = pts[..., 1] / pts[..., 2] - 0.5
     x0, y0 = jnp.floor(xs), jnp.floor(ys)
@@ -122,7 +172,52 @@ def _warp(image: jax.Array, mat: jax.Array, size: int) -> jax.Array:
 
     top = at(y0, x0) * (1 - wx) + at(y0, x0 + 1) * wx
     bottom = at(y0 + 1, x0) * (1 - wx) + at(y0 + 1, x0 + 1) * wx
-    return top * (1 - wy) + bottom * wy
+    out = top * (1 - wy) + bottom * wy
+    return out if visible is None else jnp.where(visible[..., None], out, 0.0)
+
+
+def _distorts(cfg: AugmentConfig) -> bool:
+    return cfg.rotation_degrees != 0 or (
+        cfg.perspective_distortion != 0 and any(p > 0 for p in cfg.perspective_p)
+    )
+
+
+def resample(x: jax.Array, g: Geometry, size: int, cfg: AugmentConfig) -> jax.Array:
+    """The geometric part of a view: float image [H, W, C] -> [size, size, C].
+
+    Without ``antialias``: one warp (perspective, rotation and crop composed), bilinear at the
+    output's pixels. With it, as the paper code and DINO do on PIL images: the perspective and
+    rotation at the image's own size, then the crop box resized with a triangle filter widened
+    by the downscale factor (PIL's BILINEAR resize). With ``fill == "black"`` a pixel is 0
+    where the rotation or the perspective has nothing to show (torchvision's fill=0).
+    """
+    h, w = x.shape[:2]
+    black = cfg.fill == "black"
+
+    def visible(pre: jax.Array, shape) -> jax.Array | None:
+        if not black:
+            return None
+        pts, to_persp = _pixel_centres(shape), g.rot @ pre
+        return _inside(pts, to_persp, h, w) & _inside(pts, g.persp @ to_persp, h, w)
+
+    if not cfg.antialias:
+        crop = crop_matrix(g, size)
+        return _warp(x, g.persp @ g.rot @ crop, size, visible(crop, size))
+    if _distorts(cfg):
+        eye = jnp.eye(3)
+        x = _warp(x, g.persp @ g.rot, (h, w), visible(eye, (h, w)))
+    x0, y0, bw, bh = g.box
+    x = jax.image.scale_and_translate(
+        x,
+        (size, size, x.shape[2]),
+        (0, 1),
+        jnp.stack([size / bh, size / bw]),
+        jnp.stack([-y0 * size / bh, -x0 * size / bw]),
+        method="linear",
+        antialias=True,
+    )
+    x = jnp.where(g.flip[0], x[:, ::-1], x)
+    return jnp.where(g.flip[1], x[::-1], x)
 
 
 # ---------------------------------------------------------------- colour (float RGB in [0, 1])
@@ -183,9 +278,10 @@ def color_jitter(u: jax.Array, x: jax.Array, strength: tuple[float, ...]) -> jax
     return x
 
 
-def gaussian_blur(x: jax.Array, sigma: jax.Array, max_sigma: float) -> jax.Array:
-    """Separable Gaussian blur, mirrored borders, taps fixed by ``max_sigma`` (3 sigma radius)."""
-    r = int(math.ceil(3 * max_sigma))
+def gaussian_blur(x: jax.Array, sigma: jax.Array, max_sigma: float, kernel: int = 0) -> jax.Array:
+    """Separable Gaussian blur, mirrored borders (torchvision's GaussianBlur). Taps are static:
+    ``kernel`` of them, or with 0 enough for 3 ``max_sigma`` each side."""
+    r = kernel // 2 if kernel else int(math.ceil(3 * max_sigma))
     t = jnp.arange(-r, r + 1, dtype=jnp.float32)
     wts = jnp.exp(-0.5 * (t / sigma) ** 2)
     wts = wts / jnp.sum(wts)
@@ -196,15 +292,25 @@ def gaussian_blur(x: jax.Array, sigma: jax.Array, max_sigma: float) -> jax.Array
     return sum(wts[i] * p[:, i : i + w] for i in range(2 * r + 1))
 
 
-def _view(key, image, size, scale, blur_p, solarize_p, cfg: AugmentConfig) -> jax.Array:
-    """One view; ``blur_p``/``solarize_p`` may be traced (one trace serves both global views)."""
+def prepass(key: jax.Array, x: jax.Array, cfg: AugmentConfig) -> jax.Array:
+    """The paper code's whole-image greyscale / horizontal flip on a float image [H, W, 3],
+    drawn once per image so that every view of it shares them."""
+    u = jax.random.uniform(key, (2,))
+    x = jnp.where(u[0] < cfg.prepass_grayscale_p, jnp.broadcast_to(_gray(x), x.shape), x)
+    return jnp.where(u[1] < cfg.prepass_hflip_p, x[:, ::-1], x)
+
+
+def _view(key, x, size, scale, blur_p, solarize_p, perspective_p, cfg: AugmentConfig) -> jax.Array:
+    """One view of a float image; the per-view probabilities may be traced (one trace serves
+    both global views)."""
     u = jax.random.uniform(key, (29,))
-    h, w = image.shape[:2]
-    x = _warp(image.astype(jnp.float32) / 255.0, _sample_warp(u[:16], h, w, size, scale, cfg), size)
+    h, w = x.shape[:2]
+    x = resample(x, sample_geometry(u[:16], h, w, scale, perspective_p, cfg), size, cfg)
     x = jnp.where(u[16] < cfg.jitter_p, color_jitter(u[17:25], x, cfg.jitter), x)
     gray = jnp.broadcast_to(_gray(x), x.shape)
     x = jnp.where(u[25] < cfg.grayscale_p, gray, x)
-    blurred = gaussian_blur(x, _lerp(u[26], *cfg.blur_sigma), cfg.blur_sigma[1])
+    sigma = _lerp(u[26], *cfg.blur_sigma)
+    blurred = gaussian_blur(x, sigma, cfg.blur_sigma[1], cfg.blur_kernel)
     x = jnp.where(u[27] < blur_p, blurred, x)
     solar = jnp.where(x >= 128 / 255, 1.0 - x, x)
     x = jnp.where(u[28] < solarize_p, solar, x)
@@ -217,16 +323,23 @@ def multi_crop(key: jax.Array, image: jax.Array, cfg: AugmentConfig) -> tuple[ja
     Outputs are normalised with ``cfg.mean``/``cfg.std`` (pixel space [0, 1]).
     """
     keys = jax.random.split(key, 2 + cfg.n_local)
+    x = image.astype(jnp.float32) / 255.0
+    if cfg.prepass_grayscale_p > 0 or cfg.prepass_hflip_p > 0:
+        # fold_in leaves the views' keys as they are without a pre-pass
+        x = prepass(jax.random.fold_in(key, 2 + cfg.n_local), x, cfg)
     blur_p = jnp.array([1.0, 0.1])
     solarize_p = jnp.array([0.0, cfg.solarize_p])
+    persp_p = jnp.array(cfg.perspective_p[:2])
     glob = jax.vmap(
-        lambda kk, bp, sp: _view(kk, image, cfg.global_size, cfg.global_scale, bp, sp, cfg)
-    )(keys[:2], blur_p, solarize_p)
+        lambda kk, bp, sp, pp: _view(kk, x, cfg.global_size, cfg.global_scale, bp, sp, pp, cfg)
+    )(keys[:2], blur_p, solarize_p, persp_p)
     if cfg.n_local == 0:
         return glob, jnp.zeros((0, cfg.local_size, cfg.local_size, 3), glob.dtype)
-    loc = jax.vmap(lambda kk: _view(kk, image, cfg.local_size, cfg.local_scale, 0.5, 0.0, cfg))(
-        keys[2:]
-    )
+    loc = jax.vmap(
+        lambda kk: _view(
+            kk, x, cfg.local_size, cfg.local_scale, 0.5, 0.0, cfg.perspective_p[2], cfg
+        )
+    )(keys[2:])
     return glob, loc
 
 

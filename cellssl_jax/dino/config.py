@@ -1,4 +1,5 @@
-"""Every field a DINO training config has, with the paper's values as defaults.
+"""Every field a DINO training config has, with the paper's values as defaults (except where
+the paper's code and DINO differ: docs/DESIGN.md, "Paper code vs DINO", and the presets).
 
 Presets in ``configs/`` start from ``default_config()`` and change what differs, so every preset
 has the same fields and ``--config.<field>=...`` on any of them rejects an unknown field.
@@ -48,12 +49,19 @@ def default_config() -> ml_collections.ConfigDict:
     c.augment.vflip_p = 0.5
     c.augment.rotation_degrees = 180.0
     c.augment.perspective_distortion = 0.2
-    c.augment.perspective_p = 0.5
+    c.augment.perspective_p = (0.5, 0.5, 0.5)  # per view: global 1, global 2, local
     c.augment.jitter = (0.4, 0.4, 0.2, 0.1)
     c.augment.jitter_p = 0.8
     c.augment.grayscale_p = 0.2
     c.augment.blur_sigma = (0.1, 2.0)
+    c.augment.blur_kernel = 0  # taps; 0: 3 sigma each side (DINO's PIL blur is untruncated)
     c.augment.solarize_p = 0.2
+    # Off by default, so presets made before them keep their views; the paper and DINO presets
+    # set them (docs/DESIGN.md, "Paper code vs DINO").
+    c.augment.fill = "reflect"  # what rotation/perspective uncover: "reflect" | "black"
+    c.augment.prepass_grayscale_p = 0.0  # whole image, once, before the crops
+    c.augment.prepass_hflip_p = 0.0
+    c.augment.antialias = False  # resample crops as PIL does (DINO and the paper code do)
     c.augment.mean = (0.5, 0.5, 0.5)  # pixels in [0, 1] -> [-1, 1], as the paper
     c.augment.std = (0.5, 0.5, 0.5)
 
