@@ -31,6 +31,9 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            # registered up front so a fresh process can read a checkpoint's metadata
+            item_handlers={"state": ocp.StandardCheckpointHandler(),
+                           "meta": ocp.JsonCheckpointHandler()},
         )
 
     def latest_step(self) -> int | None:

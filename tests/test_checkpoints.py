@@ -24,6 +24,8 @@ def test_same_layout_round_trips(tmp_path):
     ckpt = Checkpointer(tmp_path)
     ckpt.save(_state(tx.init(PARAMS)), {"note": "x"})
     ckpt.wait()
+    ckpt.close()
+    ckpt = Checkpointer(tmp_path)
     restored, meta = ckpt.restore(_state(tx.init(PARAMS)))
     assert int(restored.step) == 5 and meta == {"note": "x"}
     np.testing.assert_array_equal(restored.params["backbone"]["fc"]["kernel"], 1.0)
@@ -35,6 +37,8 @@ def test_old_optimiser_state_is_a_clear_error(tmp_path):
     ckpt = Checkpointer(tmp_path)
     ckpt.save(_state(old.init(PARAMS)), {})
     ckpt.wait()
+    ckpt.close()
+    ckpt = Checkpointer(tmp_path)  # as a rerun would: a new manager over the folder
     new = dino_adamw(lambda s: 1e-3, lambda s: 0.04)
     with pytest.raises(CheckpointMismatch) as err:
         ckpt.restore(_state(new.init(PARAMS)))

@@ -1,4 +1,6 @@
-"""The pmapped DINO step: 8 devices == 1 device for one global batch; EMA, freeze and init.
+"""The pmapped DINO step with augmentation: 8 devices == 1 device for one global batch; EMA, init.
+
+(The update itself is checked against PyTorch DINO in test_dino_reference.py.)
 
 Runs in a subprocess with 8 fake CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count).
 """
@@ -63,7 +65,7 @@ SCRIPT = textwrap.dedent(
     assert np.abs(one.center).max() > 0  # the centre moved
     assert not np.allclose(one.params["backbone"]["norm"]["scale"],
                            state.params["backbone"]["norm"]["scale"])  # the student learned
-    np.testing.assert_array_equal(one.params["head"]["weight_v"], state.params["head"]["weight_v"])
+    assert float(m1["params_finite"]) == 1.0
     ema = jax.tree.map(lambda t, s: 0.9 * t + 0.1 * s, state.teacher_params, one.params)
     for a, b in zip(jax.tree.leaves(ema), jax.tree.leaves(one.teacher_params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
