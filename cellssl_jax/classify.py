@@ -115,7 +115,7 @@ def classify_features(labelled: Features, unlabelled: Features, name: str = "svm
     if labelled.dim != unlabelled.dim:
         raise ValueError(f"feature dimensions differ ({labelled.dim} vs {unlabelled.dim})")
     cv_name, acc, bacc = cross_validate(labelled, name)
-    model = pipeline(name, PRESET, probability=True, labels=labelled.labels)
+    model = pipeline(name, PRESET, probability="calibrated", labels=labelled.labels)
     model.fit(labelled.features, labelled.labels)
     proba = np.zeros((len(unlabelled.features), len(labelled.class_names)))
     proba[:, model.classes_] = model.predict_proba(unlabelled.features)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from cellssl_jax.fewshot.classes import DATASETS
-from cellssl_jax.fewshot.classifiers import CLASSIFIERS, PRESETS
+from cellssl_jax.fewshot.classifiers import CLASSIFIERS, PRESET_RULE, PRESETS, RULES
 from cellssl_jax.fewshot.features import Features, load_features
 from cellssl_jax.fewshot.protocols import (
     DEFAULT_N,
@@ -119,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"cells per class (default {','.join(map(str, DEFAULT_N))}; defaults larger than "
         "every class are allowed and use all cells, explicit ones are an error)",
     )
+    few.add_argument(
+        "--rule",
+        choices=RULES,
+        default=None,
+        help="proba: argmax of predict_proba (libsvm's probabilities for the SVM, the paper's "
+        "code); vote: predict (the SVM's one-vs-one votes); default: the preset's ("
+        + ", ".join(f"{p}: {r}" for p, r in PRESET_RULE.items())
+        + ")",
+    )
 
     tr = sub.add_parser(
         "transfer",
@@ -213,6 +222,7 @@ def run(args: argparse.Namespace) -> Evaluation:
             test,
             n_values=args.n or DEFAULT_N,
             allow_saturated=args.n is None,
+            rule=args.rule,
             **common,
         )
         ev.inputs = {"train": str(args.train), "test": str(args.test or args.train)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 from tqdm import tqdm
 
 from cellssl_jax.fewshot import classes as vocab
-from cellssl_jax.fewshot.classifiers import check_names, classifier, preprocessor
+from cellssl_jax.fewshot.classifiers import PRESET_RULE, check_names, classifier, preprocessor
 from cellssl_jax.fewshot.features import Features
 from cellssl_jax.fewshot.metrics import (
     balanced_accuracy,
@@ -59,6 +60,7 @@ class Evaluation:
     superclasses: dict[str, list[int]] = field(default_factory=dict)  # reported, not averaged
     notes: list[str] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
+    rule: str = ""  # how labels were predicted (fewshot: classifiers.RULES)
 
     def sensitivities(self, run: Run) -> np.ndarray:
         return sensitivities(run.confusion)
@@ -111,20 +113,26 @@ def _fit_predict(
     classifiers: Sequence[str],
     preset: str,
     mask: np.ndarray | None,
+    rule: str | None = None,
+    libsvm_seed: int = 0,
 ) -> list[tuple[np.ndarray, bool]]:
     """(predicted test labels, converged) per classifier, with one shared preprocessing fit.
 
-    With `mask` (bool per training label), predictions are the argmax of the probabilities
-    restricted to the allowed labels (direct transfer); otherwise plain `predict`. A
-    ConvergenceWarning (LR at scikit-learn's default max_iter) is recorded, not printed.
+    With `mask` (bool per training label), predictions are the argmax of the (calibrated)
+    probabilities restricted to the allowed labels (direct transfer). Otherwise `rule`
+    (default: the preset's) decides: "proba" is the argmax of `predict_proba` (libsvm's
+    probabilities for the SVM, as the paper's code), "vote" is `predict`. A ConvergenceWarning
+    (LR at scikit-learn's default max_iter) is recorded, not printed.
     """
+    rule = rule or PRESET_RULE[preset]
     pre = preprocessor(preset)
     if pre is not None:
         x_train = pre.fit_transform(x_train)
         x_test = pre.transform(x_test)
+    probability = "calibrated" if mask is not None else ("libsvm" if rule == "proba" else None)
     out = []
     for name in classifiers:
-        model = classifier(name, preset, probability=mask is not None, labels=y_train)
+        model = classifier(name, preset, probability, y_train, libsvm_seed)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             model.fit(x_train, y_train)
@@ -132,11 +140,12 @@ def _fit_predict(
         for w in caught:
             if not issubclass(w.category, ConvergenceWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if mask is None:
+        if probability is None:
             out.append((model.predict(x_test), converged))
             continue
-        allowed = mask[model.classes_]
-        proba = np.where(allowed[None, :], model.predict_proba(x_test), -np.inf)
+        proba = model.predict_proba(x_test)
+        if mask is not None:
+            proba = np.where(mask[model.classes_][None, :], proba, -np.inf)
         out.append((model.classes_[np.argmax(proba, axis=1)], converged))
     return out
 
@@ -152,9 +161,16 @@ def _score_draw(
     mask: np.ndarray | None,
     to_row: np.ndarray,
     n_rows: int,
+    rule: str | None = None,
 ) -> list[tuple[np.ndarray, bool]]:
-    """(confusion, converged) per classifier for the draw `idx`; `to_row` maps predictions."""
-    preds = _fit_predict(x_train[idx], y_train[idx], x_test, classifiers, preset, mask)
+    """(confusion, converged) per classifier for the draw `idx`; `to_row` maps predictions.
+
+    libsvm's internal cross-validation (the "proba" rule) is seeded by the draw: the paper's
+    code left it unseeded, and one fixed seed would reuse one fold pattern for every draw (the
+    rows come sorted by class), which at 5 cells/class moves the mean by ~20 points (README).
+    """
+    seed = zlib.crc32(idx.tobytes())
+    preds = _fit_predict(x_train[idx], y_train[idx], x_test, classifiers, preset, mask, rule, seed)
     return [(confusion(y_test, to_row[p], n_rows), ok) for p, ok in preds]
 
 
@@ -206,13 +222,16 @@ def fewshot_curve(
     seed: int = 0,
     jobs: int = 1,
     allow_saturated: bool = False,
+    rule: str | None = None,
 ) -> Evaluation:
     """Domain adaptation curve: n labelled train cells per class -> scores on the test cells.
 
     `test` may use a different class order (matched by name); its classes must all exist in
     `train`. `allow_saturated` accepts n larger than every class (all cells every time).
+    `rule`: how labels are predicted (classifiers.RULES; default: the preset's).
     """
-    check_names(list(classifiers), preset)
+    check_names(list(classifiers), preset, rule)
+    rule = rule or PRESET_RULE[preset]
     require_labels(train, "training")
     require_labels(test, "test")
     _require_same_dim(train, test)
@@ -244,6 +263,7 @@ def fewshot_curve(
         mask=None,
         to_row=np.arange(len(names)),
         n_rows=len(names),
+        rule=rule,
     )
     runs = [
         Run(name, n, rep, len(draws[d]), *confs[d][k])
@@ -252,7 +272,8 @@ def fewshot_curve(
         for rep in range(repeats)
         for d in [which[(n, rep)]]
     ]
-    return Evaluation("fewshot", preset, seed, list(names), runs, notes=notes + _unconverged(runs))
+    notes += _unconverged(runs)
+    return Evaluation("fewshot", preset, seed, list(names), runs, notes=notes, rule=rule)
 
 
 def direct_transfer(
@@ -340,4 +361,7 @@ def direct_transfer(
     ]
     groups = vocab.superclass_groups(target_dataset, names)
     notes += _unconverged(runs)
-    return Evaluation("transfer", preset, seed, names, runs, superclasses=groups, notes=notes)
+    return Evaluation(
+        "transfer", preset, seed, names, runs, superclasses=groups, notes=notes,
+        rule="masked argmax of calibrated probabilities",
+    )

@@ -38,6 +38,7 @@ def summarise(ev: Evaluation) -> list[dict]:
         row = {
             "protocol": ev.protocol,
             "preset": ev.preset,
+            "rule": ev.rule,
             "classifier": name,
             "n_per_class": n,
             "repeats": len(runs),
@@ -105,7 +106,8 @@ def _pct(mean: float | None, std: float | None) -> str:
 def write_report_md(ev: Evaluation, summary: list[dict], path: Path) -> Path:
     """Tables like the paper's: per-class sensitivity mean ± std, balanced accuracy last."""
     lines = [f"# {ev.protocol} evaluation", ""]
-    lines += [f"- classifier preset: `{ev.preset}`", f"- seed: {ev.seed}"]
+    lines += [f"- classifier preset: `{ev.preset}`", f"- prediction rule: {ev.rule}"]
+    lines += [f"- seed: {ev.seed}"]
     lines += [f"- {k}: {v}" for k, v in ev.inputs.items()]
     lines += [f"- note: {note}" for note in ev.notes]
     lines += ["", "Sensitivity per class and balanced accuracy (%, mean ± std over repetitions)."]
