@@ -196,7 +196,9 @@ def _compare(ref: dict, final, losses: list[float]) -> dict:
                 continue
             np.testing.assert_allclose(got, want, rtol=PARAM_RTOL, atol=PARAM_ATOL,
                                        err_msg=f"{who} {name}")
-            worst[who] = max(worst.get(who, 0.0), float(np.abs(got - want).max()))
+            diff = float(np.abs(got - want).max())
+            if diff >= worst.get(who, (0.0, ""))[0]:
+                worst[who] = (diff, name)
         moved = max(float(np.abs(ref[f"final_{who}.{k}"] - ref[f"student.{k}"]).max())
                     for k in theirs)
         assert moved > 100 * PARAM_ATOL, f"{who} barely trained ({moved}): a vacuous comparison"
