@@ -35,14 +35,16 @@ def test_fewshot_curve_runs_are_complete_deterministic_and_warning_free():
     train, test = _feats("abc", [30, 30, 4], c), _feats("abc", [10, 10, 3], c, seed=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ev = fewshot_curve(train, test, [2, 10], repeats=3, seed=5, jobs=1)
+        # votes: libsvm's probabilities (the paper-code rule) can invert at 2 cells/class, and
+        # this test is about completeness and determinism, not that rule (tested on its own)
+        ev = fewshot_curve(train, test, [2, 10], repeats=3, seed=5, jobs=1, rule="vote")
     assert len(ev.runs) == 3 * 2 * 3
     assert {(r.classifier, r.n_per_class, r.n_train) for r in ev.runs} >= {
         ("svm", 2, 6),
         ("knn", 10, 24),  # the 4-cell class contributes all it has
     }
     assert all(ev.balanced_accuracy(r) > 0.9 for r in ev.runs)  # well-separated clusters
-    again = fewshot_curve(train, test, [2, 10], repeats=3, seed=5, jobs=2)
+    again = fewshot_curve(train, test, [2, 10], repeats=3, seed=5, jobs=2, rule="vote")
     for a, b in zip(ev.runs, again.runs, strict=True):
         assert np.array_equal(a.confusion, b.confusion)  # independent of the worker count
 
