@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from cellssl_jax.data.builders import acevedo, matek_blood, matek_bm, raabin
-from cellssl_jax.data.builders.base import stratified_split
+from cellssl_jax.data.builders.base import SPLIT_SEED, stratified_split, three_way_split
 from cellssl_jax.data.pipeline import host_batches, tfds_source
 from cellssl_jax.data.prepare import main as prepare_main
 from cellssl_jax.data.prepare import prepare
@@ -211,6 +211,19 @@ def test_stratified_split_is_70_30_per_class_and_order_free():
     shuffled = stratified_split([ids[i] for i in perm], labels[perm], seed=1)
     np.testing.assert_array_equal(shuffled, train[perm])
     assert not np.array_equal(stratified_split(ids, labels, seed=2), train)
+
+
+def test_three_way_split_keeps_the_builders_test_part_and_is_order_free():
+    ids = [f"{i:04x}" for i in range(400)]
+    labels = np.repeat([0, 1], 200)
+    parts = three_way_split(ids, labels)
+    np.testing.assert_array_equal(parts == "test", ~stratified_split(ids, labels, SPLIT_SEED))
+    for c in (0, 1):
+        got = Counter(parts[labels == c])
+        assert got == {"fit": 98, "validation": 42, "test": 60}  # 70 % of 140 = 98
+    perm = np.random.default_rng(0).permutation(400)
+    again = three_way_split([ids[i] for i in perm], labels[perm])
+    np.testing.assert_array_equal(again, parts[perm])
 
 
 def test_real_matek_blood_tiffs(shared_data, tmp_path):

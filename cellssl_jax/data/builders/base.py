@@ -32,6 +32,7 @@ from cellssl_jax.data.images import UnreadableImage, decode_rgb
 log = logging.getLogger(__name__)
 
 SPLIT_SEED = 20250101  # fixed: the same train/test assignment on every machine
+VALIDATION_SEED = 20251130  # carves the validation part out of the train part, as stably
 TRAIN_FRACTION = 0.7
 SKIPPED_CSV = "skipped.csv"
 DUPLICATES_CSV = "duplicates.csv"
@@ -97,6 +98,20 @@ def stratified_split(ids: Sequence[str], labels: np.ndarray, seed: int) -> np.nd
         n_train = int(np.floor(TRAIN_FRACTION * len(members) + 0.5))
         train[members[order[:n_train]]] = True
     return train
+
+
+def three_way_split(ids: Sequence[str], labels: np.ndarray) -> np.ndarray:
+    """Per example "fit", "validation" or "test": the builders' 70/30 train/test split, then the
+    same id-seeded rule (seed VALIDATION_SEED) splitting the train part 70/30 into fit and
+    validation. Choices (recipe, checkpoint, read size, default features) are made on validation;
+    the test part reports once."""
+    ids_arr, labels = np.asarray(ids), np.asarray(labels)
+    train = stratified_split(ids_arr, labels, SPLIT_SEED)
+    parts = np.where(train, "fit", "test").astype(object)
+    inner = np.flatnonzero(train)
+    fit = stratified_split(ids_arr[inner], labels[inner], VALIDATION_SEED)
+    parts[inner[~fit]] = "validation"
+    return parts.astype(str)
 
 
 def _screen(record: Record) -> str | None:

@@ -1,0 +1,124 @@
+"""Choose the default features of `classify` / `select` (and the encoder's read size) on a
+validation split, then report the choice once on the test part.
+
+PBC dev cells (../shared/data/acevedo_pbc_dev) are split by the builders' id-seeded rule
+(`three_way_split`: sha256 ids; the builders' 70/30 train/test, then the train part 70/30 into
+fit/validation), so the test part is the builders' test split, which the bundled encoder never
+saw in pretraining. Candidates: colour histograms, the encoder at each --sizes read, and both
+side by side. For each candidate and classifier, `classify`'s own fit (paper-code pipeline,
+calibrated probabilities, most probable class) on 50 fit cells/class per draw predicts the
+validation cells; balanced accuracy over --repeats draws. With --test, the chosen candidate and
+the colour baseline are then fitted on 50 train cells/class (fit + validation) and scored on
+the test part, once.
+
+    python scripts/select_default.py --out runs/select_default [--sizes 224,352] [--test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score
+
+from cellssl_jax.classify import classify_features
+from cellssl_jax.data.builders.base import three_way_split
+from cellssl_jax.fewshot.features import Features, load_features
+from cellssl_jax.fewshot.sampling import sample_per_class
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "data"))
+CLASSIFIERS = ("svm", "lr")
+N_PER_CLASS = 50
+
+
+def extract(out: Path, kind: str, size: str | None) -> Features:
+    """Features of every PBC dev cell, made once with the project's extract command."""
+    path = out / f"pbc_{kind}{'_' + size if size else ''}.npz"
+    if not path.exists():
+        cmd = [sys.executable, "-m", "cellssl_jax.extract", "--images",
+               str(SHARED / "acevedo_pbc_dev"), "--features", kind, "--out", str(path)]
+        subprocess.run(cmd + (["--image_size", size] if size else []), check=True)
+    return load_features(path)
+
+
+def side_by_side(a: Features, b: Features) -> Features:
+    assert a.paths == b.paths
+    return Features(np.concatenate([a.features, b.features], axis=1), a.labels, a.class_names,
+                    a.paths, a.encoder, a.encoder_sha256, read_size=a.read_size)
+
+
+def parts_of(feats: Features) -> np.ndarray:
+    ids = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in feats.paths]
+    return three_way_split(ids, feats.labels)
+
+
+def score(feats: Features, parts: np.ndarray, fit: set[str], on: str, classifier: str,
+          repeats: int) -> list[float]:
+    """Balanced accuracy on part `on` of `classify`'s fit on 50 cells/class of parts `fit`."""
+    pool = np.flatnonzero(np.isin(parts, sorted(fit)))
+    target = feats.subset(np.flatnonzero(parts == on))
+    out = []
+    for r in range(repeats):
+        pick = pool[sample_per_class(feats.labels[pool], N_PER_CLASS, np.random.default_rng(r))]
+        result = classify_features(feats.subset(pick), target, classifier)
+        out.append(float(balanced_accuracy_score(target.labels, result.proba.argmax(axis=1))))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--sizes", default="224,352", help="encoder read sizes to compare")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--test", action="store_true", help="report the choice on the test part")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    colour = extract(args.out, "colorhist", None)
+    candidates = {"colorhist": colour}
+    for size in args.sizes.split(","):
+        enc = extract(args.out, "xcit", size)
+        candidates[f"xcit@{size}"] = enc
+        candidates[f"xcit+colorhist@{size}"] = side_by_side(enc, colour)
+    parts = parts_of(colour)
+    counts = {p: int((parts == p).sum()) for p in ("fit", "validation", "test")}
+
+    table = {name: {c: score(f, parts, {"fit"}, "validation", c, args.repeats)
+                    for c in CLASSIFIERS} for name, f in candidates.items()}
+    best = {c: max(table, key=lambda n, c=c: np.mean(table[n][c])) for c in CLASSIFIERS}
+    summary = {"cells": counts, "n_per_class": N_PER_CLASS, "repeats": args.repeats,
+               "validation": {n: {c: [float(np.mean(v)), float(np.std(v))]
+                                  for c, v in row.items()} for n, row in table.items()},
+               "chosen_on_validation": best}
+    lines = [f"PBC dev, {counts}; {N_PER_CLASS} cells/class, {args.repeats} draws, classify's "
+             "fit; balanced accuracy on the **validation** part (mean +- std)", "",
+             "| features | " + " | ".join(CLASSIFIERS) + " |", "|---|" + "---|" * len(CLASSIFIERS)]
+    for name, row in summary["validation"].items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{100 * m:.1f} +- {100 * s:.1f} %" for m, s in row.values()) + " |")
+    lines += ["", "chosen on validation: " + ", ".join(f"{c}: {n}" for c, n in best.items())]
+    if args.test:
+        test = {}
+        for c, name in best.items():
+            for n in dict.fromkeys([name, "colorhist"]):
+                v = score(candidates[n], parts, {"fit", "validation"}, "test", c, args.repeats)
+                test.setdefault(c, {})[n] = [float(np.mean(v)), float(np.std(v))]
+        summary["test"] = test
+        lines += ["", "**test** part, fitted on fit + validation (reported once):", ""]
+        for c, row in test.items():
+            lines += [f"- {c}: " + ", ".join(f"{n} {100 * m:.1f} +- {100 * s:.1f} %"
+                                             for n, (m, s) in row.items())]
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (args.out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
