@@ -7,6 +7,10 @@ Pass *unreplicated* states (host copies) to ``save``.
 
 from __future__ import annotations
 
+import logging
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +18,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization, traverse_util
+from jax.experimental import multihost_utils
 
 from cellssl_jax.dino.state import TrainState
 from cellssl_jax.encoder import save_encoder
+
+log = logging.getLogger("cellssl_jax.checkpoints")
 
 
 class CheckpointMismatch(ValueError):
@@ -96,11 +103,92 @@ class Checkpointer:
                      "<it> starts a new run from its backbone.")
         raise CheckpointMismatch("\n".join(lines))
 
+    def reached_preemption(self, step: int) -> bool:
+        """True on every host at the same step once any host got a preemption notice (SIGTERM
+        through JAX's preemption service; multi-host runs only, always False otherwise)."""
+        return self.manager.reached_preemption(step)
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
         self.manager.close()
+
+
+class SaveSchedule:
+    """When the training loop saves, so that an interruption loses at most the step in flight:
+    every ``every_steps`` steps, at the last step, after ``every_minutes`` of wall clock (0: never),
+    and at once on SIGINT / SIGTERM or a preemption, after which the run stops.
+
+    Use as a context manager around the loop (it installs the signal handlers) and ask ``due`` at
+    every step. One process: a signal sets a flag that the next ``due`` reads; a second signal
+    quits at once, without saving. Multi-host: every host must save the same step or the
+    collective save hangs, so no host acts on its own signal. SIGTERM is left to JAX's preemption
+    service (set up by ``jax.distributed.initialize``), which tells every host; orbax's
+    ``reached_preemption(step)`` (``preempted``) then turns True on all of them at the same step.
+    SIGINT is re-raised as SIGTERM to take that path. The wall-clock decision is process 0's,
+    broadcast, and taken only at ``sync`` steps (where the loop waits for the devices anyway).
+    """
+
+    def __init__(self, *, every_steps: int, every_minutes: float, total_steps: int,
+                 preempted: Callable[[int], bool], multihost: bool,
+                 clock: Callable[[], float] = time.monotonic):
+        self.every_steps, self.total_steps = every_steps, total_steps
+        self.every_s = every_minutes * 60
+        self.preempted, self.multihost, self.clock = preempted, multihost, clock
+        self.stop_signal: signal.Signals | None = None  # set: save now, then stop the run
+        self._last_save = clock()
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SaveSchedule:
+        signums = [signal.SIGINT] if self.multihost else [signal.SIGINT, signal.SIGTERM]
+        self._previous = {s: signal.signal(s, self._on_signal) for s in signums}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.multihost:
+            signal.raise_signal(signal.SIGTERM)  # to JAX's preemption notifier (not handled here)
+            return
+        if self.stop_signal is not None:  # asked twice: stop now, as without this handler
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+        self.stop_signal = signal.Signals(signum)
+        log.warning("%s: finishing this step, then saving a checkpoint and stopping (send it again "
+                    "to quit without saving)", self.stop_signal.name)
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for death by the stop signal (130 SIGINT, 143 SIGTERM)."""
+        return 128 + int(self.stop_signal or 0)
+
+    def due(self, step: int, sync: bool) -> str | None:
+        """Why ``step`` (just computed) must be saved, or None; ``stop_signal`` says whether the
+        run then stops. Call it at every step: the preemption sync point needs that."""
+        if self.preempted(step):
+            self.stop_signal = signal.SIGTERM
+            reason = "preemption"
+        elif self.stop_signal is not None:
+            reason = self.stop_signal.name
+        elif step % self.every_steps == 0:
+            reason = f"every {self.every_steps} steps"
+        elif step == self.total_steps:
+            reason = "last step"
+        elif sync and self.every_s > 0 and self._interval_passed():
+            reason = f"{self.every_s / 60:g} min since the last"
+        else:
+            return None
+        self._last_save = self.clock()
+        return reason
+
+    def _interval_passed(self) -> bool:
+        passed = self.clock() - self._last_save >= self.every_s
+        if self.multihost:  # the hosts' clocks differ: process 0 decides for all
+            passed = bool(multihost_utils.broadcast_one_to_all(np.int32(passed)))
+        return passed
 
 
 def export_teacher(

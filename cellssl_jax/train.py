@@ -7,7 +7,9 @@ unknown field is an error; cellssl_jax/dino/config.py lists them all).
 Data-parallel over all devices (pmap; ``--config.distributed=True`` for multi-host). Writes
 under DIR: ``checkpoints/`` (orbax, keep-last-k; a rerun of the same command resumes exactly
 from the latest), ``encoder.msgpack`` (the teacher backbone, refreshed with each checkpoint),
-``metrics.jsonl``, ``tensorboard/`` and ``train.log``.
+``metrics.jsonl``, ``tensorboard/`` and ``train.log``. Checkpoints every ``checkpoint_every``
+steps and ``checkpoint_every_minutes``; Ctrl-C, SIGTERM or a preemption saves the step just
+computed and exits with 130 (SIGINT) or 143 (SIGTERM, preemption).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from cellssl_jax.checkpoints import Checkpointer, CheckpointMismatch, export_teacher
+from cellssl_jax.checkpoints import Checkpointer, CheckpointMismatch, SaveSchedule, export_teacher
 from cellssl_jax.data.pipeline import FolderSource, host_batches, steps_per_epoch, tfds_source
 from cellssl_jax.dino.augment import AugmentConfig
 from cellssl_jax.dino.optim import make_optimizer
@@ -45,8 +47,9 @@ from cellssl_jax.models.heads import DINOHead, MultiCropModel
 from cellssl_jax.models.xcit import XCIT_VARIANTS, xcit
 
 log = logging.getLogger("cellssl_jax.train")
-# Test-only: the run SIGKILLs itself after this step (its metrics written, pending checkpoints
-# finished), so the resume test crashes at a known step instead of racing the clock.
+# Test-only, "STEP[:SIGNAL]": the run sends itself SIGNAL (default SIGKILL, after writing its
+# metrics and finishing pending checkpoints) once STEP is computed, before deciding whether to
+# save it, so the interruption tests stop at a known step instead of racing the clock.
 KILL_AT_STEP_ENV = "CELLSSL_TEST_KILL_AT_STEP"
 
 
@@ -192,16 +195,36 @@ def check_finite(
         )
 
 
-class MetricWriter:
-    """Process 0 only: JSONL (one record per step) + TensorBoard scalars (tensorboardX, no TF)."""
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop the records after ``last_step`` (and a line cut by a kill): a resumed run computes
+    those steps again, and each step must be in the file once."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                keep.append(line + "\n")
+        except (ValueError, KeyError):
+            continue
+    path.write_text("".join(keep))
 
-    def __init__(self, workdir: Path, enabled: bool):
+
+class MetricWriter:
+    """Process 0 only: JSONL (one record per step) + TensorBoard scalars (tensorboardX, no TF).
+
+    Starting at ``start`` (the restored step) forgets what an earlier run logged after it.
+    """
+
+    def __init__(self, workdir: Path, enabled: bool, start: int):
         self.enabled = enabled
         if enabled:
             from tensorboardX import SummaryWriter
 
+            truncate_metrics(workdir / "metrics.jsonl", start)
             self.jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
-            self.tb = SummaryWriter(str(workdir / "tensorboard"))
+            # TensorBoard hides the events of steps >= purge_step written before this writer
+            self.tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=start + 1)
 
     def write(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -317,11 +340,12 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         ckpt.close()
         return encoder_path
 
-    def save(host_state: TrainState) -> None:
+    def save(host_state: TrainState, reason: str) -> None:
         ckpt.save(host_state, {"config": config.to_dict(), "step": int(host_state.step)})
         if is_main:
             export_teacher(encoder_path, host_state, **export_kw)
-        log.info("checkpoint at step %d; encoder -> %s", int(host_state.step), encoder_path)
+        log.info("checkpoint at step %d (%s); encoder -> %s", int(host_state.step), reason,
+                 encoder_path)
 
     p_step = pmapped_step(
         student=student,
@@ -345,7 +369,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         workers=config.data.workers or None,
         prefetch=config.data.prefetch,
     )
-    writer = MetricWriter(workdir, is_main)
+    writer = MetricWriter(workdir, is_main, start)
     pending: list[tuple[int, dict]] = []
     t_last, step_last, t_start = time.time(), start, time.time()
 
@@ -379,31 +403,50 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         )
         t_last, step_last = now, step
 
-    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, 0))
+    kill_step, _, kill_name = os.environ.get(KILL_AT_STEP_ENV, "0").partition(":")
+    kill_signal = signal.Signals[kill_name or "SIGKILL"]
+    schedule = SaveSchedule(
+        every_steps=config.checkpoint_every,
+        every_minutes=config.checkpoint_every_minutes,
+        total_steps=total_steps,
+        preempted=ckpt.reached_preemption,
+        multihost=jax.process_count() > 1,
+    )
     log.info("compiling the train step (the first step; minutes on a CPU)...")
     try:
-        for step in range(start + 1, total_steps + 1):
-            batch = next(batches)
-            rstate, metrics = p_step(rstate, batch["image"])
-            pending.append((step, metrics))
-            if step == start + 1:  # compilation: not counted in img/s
-                jax.block_until_ready(metrics)
-                log.info("first step (compilation included) took %.1f s", time.time() - t_start)
-                t_last, step_last = time.time(), step
-                flush(step)
-            is_ckpt = step % config.checkpoint_every == 0 or step == total_steps
-            if step % config.log_every == 0 or is_ckpt:
-                flush(step)
-            if is_ckpt:
-                save(jax.device_get(jax.tree.map(lambda x: x[0], rstate)))
-            if step == kill_at:
-                flush(step)
-                ckpt.wait()
-                os.kill(os.getpid(), signal.SIGKILL)
+        with schedule:
+            for step in range(start + 1, total_steps + 1):
+                batch = next(batches)
+                rstate, metrics = p_step(rstate, batch["image"])
+                pending.append((step, metrics))
+                if step == start + 1:  # compilation: not counted in img/s
+                    jax.block_until_ready(metrics)
+                    log.info("first step (compilation included) took %.1f s",
+                             time.time() - t_start)
+                    t_last, step_last = time.time(), step
+                    flush(step)
+                if step == int(kill_step):  # test-only (KILL_AT_STEP_ENV)
+                    if kill_signal == signal.SIGKILL:
+                        flush(step)
+                        ckpt.wait()
+                    signal.raise_signal(kill_signal)
+                is_log = step % config.log_every == 0
+                reason = schedule.due(step, sync=is_log)
+                if is_log or reason:
+                    flush(step)
+                if reason:
+                    save(jax.device_get(jax.tree.map(lambda x: x[0], rstate)), reason)
+                if schedule.stop_signal:
+                    break
     finally:
         ckpt.wait()
         ckpt.close()
         writer.close()
+    if schedule.stop_signal:
+        log.warning("stopped by %s at step %d: checkpoint in %s, encoder %s; rerun the same "
+                    "command to resume", schedule.stop_signal.name, step, ckpt.directory,
+                    encoder_path)
+        raise SystemExit(schedule.exit_code)
     log.info("done: encoder %s, metrics %s", encoder_path, workdir / "metrics.jsonl")
     return encoder_path
 

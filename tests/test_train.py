@@ -1,4 +1,5 @@
-"""The training entry point: SIGKILL mid-run + rerun resumes exactly; NaN stops the run."""
+"""The training entry point: SIGKILL mid-run + rerun resumes exactly; SIGTERM mid-run saves
+that step, exits 143 and a rerun equals the uninterrupted run; NaN stops the run."""
 
 import json
 import os
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cellssl_jax.train import KILL_AT_STEP_ENV, check_finite
+from cellssl_jax.train import KILL_AT_STEP_ENV, check_finite, truncate_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -22,58 +23,70 @@ TINY = [
     "--config.augment.global_size=16", "--config.augment.local_size=8",
     "--config.augment.n_local=1", "--config.data.image_size=20", "--config.batch_size=4",
     "--config.total_steps=12", "--config.checkpoint_every=4", "--config.log_every=1",
+    "--config.checkpoint_every_minutes=0",  # no wall-clock saves: the checkpoints are known
     "--config.optim.warmup_epochs=0.5", "--config.data.workers=2",
 ]
 
 
-def _cmd(workdir: Path, images: Path) -> list[str]:
-    return [sys.executable, "-m", "cellssl_jax.train", *TINY, f"--workdir={workdir}",
-            f"--config.data.folder={images}"]
-
-
 def _losses(workdir: Path) -> dict[int, float]:
-    out = {}
-    for line in (workdir / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        out[rec["step"]] = rec["loss"]  # a resumed run rewrites the steps after its checkpoint
-    return out
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records]
+    assert steps == sorted(set(steps)), f"steps twice or out of order: {steps}"
+    return {r["step"]: r["loss"] for r in records}
 
 
-def test_sigkill_then_rerun_resumes_exactly(tmp_path):
-    images = tmp_path / "cells" / "a"
+def _checkpoints(workdir: Path) -> list[int]:
+    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir())
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Run the tiny config into a workdir (env: extra variables) -> the finished process; the
+    first call is the uninterrupted reference run, in ``run.reference``."""
+    root = tmp_path_factory.mktemp("train")
+    images = root / "cells" / "a"
     images.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(images / f"{i}.png")
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jit"),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-    run = lambda wd: subprocess.run(_cmd(wd, images.parent), cwd=REPO, env=env,  # noqa: E731
-                                    capture_output=True, text=True, timeout=600)
+    base_env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(root / "jit"),
+                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
 
-    full = run(tmp_path / "full")
+    def run(workdir: Path, **env: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "cellssl_jax.train", *TINY, f"--workdir={workdir}",
+               f"--config.data.folder={images.parent}"]
+        return subprocess.run(cmd, cwd=REPO, env={**base_env, **env}, capture_output=True,
+                              text=True, timeout=600)
+
+    full = run(root / "full")
     assert full.returncode == 0, full.stderr[-4000:]
-    reference = _losses(tmp_path / "full")
+    run.reference = _losses(root / "full")
+    run.full_dir = root / "full"
+    return run
+
+
+def test_sigkill_then_rerun_resumes_exactly(tiny_run, tmp_path):
+    reference = tiny_run.reference
     assert sorted(reference) == list(range(1, 13))
-    log = (tmp_path / "full" / "train.log").read_text()
+    log = (tiny_run.full_dir / "train.log").read_text()
     assert log.index("compiling the train step") < log.index("step 1/12")
     step1 = next(line for line in log.splitlines() if "step 1/12" in line)
     step2 = next(line for line in log.splitlines() if "step 2/12" in line)
     assert "img/s" not in step1 and "ETA" not in step1  # compilation alone: no speed to show
     assert "img/s ETA" in step2
-    assert (tmp_path / "full" / "encoder.msgpack").is_file()
+    assert (tiny_run.full_dir / "encoder.msgpack").is_file()
 
     # the run kills itself after step 6, between the checkpoints at 4 and 8: steps 5-6 replay
     wd = tmp_path / "killed"
-    killed = subprocess.run(_cmd(wd, images.parent), cwd=REPO, env={**env, KILL_AT_STEP_ENV: "6"},
-                            capture_output=True, text=True, timeout=600)
+    killed = tiny_run(wd, **{KILL_AT_STEP_ENV: "6"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
     assert sorted(_losses(wd)) == list(range(1, 7))
-    assert sorted(int(p.name) for p in (wd / "checkpoints").iterdir()) == [4]
+    assert _checkpoints(wd) == [4]
 
-    resumed = run(wd)
+    resumed = tiny_run(wd)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert "resumed from" in (wd / "train.log").read_text()
-    after = _losses(wd)
+    after = _losses(wd)  # steps 5-6 of the killed run replaced, not repeated
     assert sorted(after) == list(range(1, 13))
     np.testing.assert_allclose([after[s] for s in range(5, 13)],
                                [reference[s] for s in range(5, 13)], rtol=1e-6)
@@ -81,11 +94,44 @@ def test_sigkill_then_rerun_resumes_exactly(tmp_path):
     # finished run: returns before building the step and loaders, re-exports a missing encoder
     exported = (wd / "encoder.msgpack").read_bytes()
     (wd / "encoder.msgpack").unlink()
-    again = run(wd)
+    again = tiny_run(wd)
     assert again.returncode == 0, again.stderr[-4000:]
     assert "nothing to do: checkpoint step 12" in (wd / "train.log").read_text()
     assert (wd / "encoder.msgpack").read_bytes() == exported
     assert _losses(wd) == after
+
+
+def test_sigterm_saves_that_step_and_the_rerun_equals_the_uninterrupted_run(tiny_run, tmp_path):
+    # SIGTERM after step 6, between the checkpoints at 4 and 8
+    wd = tmp_path / "stopped"
+    stopped = tiny_run(wd, **{KILL_AT_STEP_ENV: "6:SIGTERM"})
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-4000:]
+    assert _checkpoints(wd) == [4, 6]
+    assert sorted(_losses(wd)) == list(range(1, 7))
+    log = (wd / "train.log").read_text()
+    assert "checkpoint at step 6 (SIGTERM)" in log
+    assert f"stopped by SIGTERM at step 6: checkpoint in {wd / 'checkpoints'}" in log
+    assert (wd / "encoder.msgpack").is_file()
+
+    resumed = tiny_run(wd)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "at step 6" in (wd / "train.log").read_text().split("resumed from")[1].splitlines()[0]
+    after = _losses(wd)
+    assert sorted(after) == list(range(1, 13))
+    np.testing.assert_allclose([after[s] for s in range(1, 13)],
+                               [tiny_run.reference[s] for s in range(1, 13)], rtol=1e-6)
+    assert (wd / "encoder.msgpack").read_bytes() == (
+        tiny_run.full_dir / "encoder.msgpack").read_bytes()
+
+
+def test_truncate_metrics_keeps_each_step_up_to_the_restored_one(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "loss": float(s)}) for s in (1, 2, 3, 4, 5)]
+    path.write_text("\n".join(lines) + '\n{"step": 6, "lo')  # the last line cut by a kill
+    truncate_metrics(path, 3)
+    assert path.read_text() == "\n".join(lines[:3]) + "\n"
+    truncate_metrics(tmp_path / "none.jsonl", 3)  # a run without metrics yet: nothing to do
+    assert not (tmp_path / "none.jsonl").exists()
 
 
 def _train_cli(*args: str) -> subprocess.CompletedProcess:

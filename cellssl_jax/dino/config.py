@@ -95,6 +95,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.export_input_size = 0
     c.log_every = 20
     c.checkpoint_every = 500
+    # also save once this much wall clock has passed since the last save (0: off), so a killed
+    # run loses at most this much; SIGINT/SIGTERM and preemption save at once anyway
+    c.checkpoint_every_minutes = 10.0
     c.keep_checkpoints = 3
     c.distributed = False  # call jax.distributed.initialize() (multi-host)
     return c
