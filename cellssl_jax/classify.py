@@ -6,8 +6,11 @@
 classify. Writes under `--out`: predictions.csv (every cell, its predicted class and the
 probability of each class), counts.csv (the differential count), review.csv (the least sure
 cells, by the margin between the two most probable classes, for a human to check),
-skipped.csv (unreadable images) and summary.json; prints a cross-validated accuracy on the
-labelled cells as a sanity number.
+skipped.csv (unreadable images, with the reason), flagged.csv (doubtful images that were
+classified: greyscale, transparent, far larger than the read size) and summary.json; prints a
+cross-validated accuracy on the labelled cells as a sanity number. The folders are checked
+before any extraction, and the encoder's features come from the features cache when it has
+them (`--no_cache` bypasses it).
 """
 
 from __future__ import annotations
@@ -24,9 +27,16 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_predict
 
+from cellssl_jax.cache import cache_root
 from cellssl_jax.data.images import relative_name
 from cellssl_jax.data.pipeline import FolderSource
-from cellssl_jax.extract import FEATURE_KINDS, Extractor, extract, load_extractor
+from cellssl_jax.extract import (
+    FEATURE_KINDS,
+    Extractor,
+    add_cache_flag,
+    extract,
+    load_extractor,
+)
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS, pipeline
 from cellssl_jax.fewshot.features import Features, load_features
 from cellssl_jax.logs import log_to_console
@@ -76,18 +86,22 @@ class Result:
         return np.bincount(self.predicted, minlength=len(self.class_names))
 
 
-def check_labelled(feats: Features) -> None:
-    """Every class needs at least 2 readable cells (one to fit, one to cross-validate)."""
-    counts = np.bincount(feats.labels[feats.labelled], minlength=len(feats.class_names))
-    small = [f"{c} ({n})" for c, n in zip(feats.class_names, counts, strict=True) if n < 2]
-    if len(feats.class_names) < 2:
-        raise ValueError(
-            f"{feats.source}: need at least 2 class folders, found {feats.class_names}"
-        )
+def check_classes(names: list[str], labels: np.ndarray, where: str, what: str) -> None:
+    """At least 2 classes and 2 cells in each (one to fit, one to cross-validate); `what`
+    qualifies the cells in the message ("readable " after extraction, "" before)."""
+    if len(names) < 2:
+        raise ValueError(f"{where}: need at least 2 class folders, found {names}")
+    counts = np.bincount(labels[labels >= 0], minlength=len(names))
+    small = [f"{c} ({n})" for c, n in zip(names, counts, strict=True) if n < 2]
     if small:
         raise ValueError(
-            f"every class needs at least 2 readable labelled cells; too few in: {', '.join(small)}"
+            f"every class needs at least 2 {what}labelled cells; too few in: {', '.join(small)}"
         )
+
+
+def check_labelled(feats: Features) -> None:
+    """Every class needs at least 2 readable cells (one to fit, one to cross-validate)."""
+    check_classes(feats.class_names, feats.labels, feats.source, "readable ")
 
 
 def cross_validate(feats: Features, name: str) -> tuple[str, float, float]:
@@ -180,10 +194,13 @@ def write_outputs(result: Result, out: Path, root: Path, review: int) -> dict[st
     return files
 
 
-def folder_features(images: str | Path, out: Path, extractor: Extractor) -> Features:
-    """Features of every readable image under `images`, saved to `out` (npz) and loaded."""
-    extract(FolderSource(images), str(images), extractor, out, workers=2)
-    return load_features(out)
+def folder_features(
+    images: str | Path, out: Path, extractor: Extractor, source: FolderSource | None = None
+) -> tuple[Features, dict]:
+    """Features of every readable image under `images` (`source`: its scan, when done already),
+    saved to `out` (npz) and loaded, with extract's stats (skipped and flagged files)."""
+    stats = extract(source or FolderSource(images), str(images), extractor, out, workers=2)
+    return load_features(out), stats
 
 
 def run(
@@ -195,28 +212,42 @@ def run(
     checkpoint: str | Path | None = None,
     review: int = 20,
     extractor: Extractor | None = None,
+    cache: Path | None = None,
 ) -> tuple[dict, Result]:
-    """The whole job -> (the summary also written to `<out>/summary.json`, the predictions)."""
+    """The whole job -> (the summary also written to `<out>/summary.json`, the predictions).
+
+    `cache`: the features cache folder (None: none), unless `extractor` is given."""
     if classifier not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {classifier!r}; choose from {', '.join(CLASSIFIERS)}")
     labelled, unlabelled, out = Path(labelled), Path(unlabelled), Path(out)
     for role, folder in (("labelled", labelled), ("unlabelled", unlabelled)):
         if not folder.is_dir():
             raise FileNotFoundError(f"--{role} folder {folder} does not exist")
-    if not FolderSource(labelled).class_names:
+    # everything that can be checked without features is, before the slow part
+    train_source = FolderSource(labelled)
+    if not train_source.class_names:
         raise ValueError(
             f"--labelled {labelled} holds loose images; it needs one sub-folder "
             "per class (<labelled>/<class>/<image>)"
         )
-    extractor = extractor or load_extractor(features, checkpoint)
+    check_classes(train_source.class_names, train_source.folder.labels, str(labelled), "")
+    test_source = FolderSource(unlabelled)  # an empty folder is an error here
+    extractor = extractor or load_extractor(features, checkpoint, cache=cache)
     out.mkdir(parents=True, exist_ok=True)
-    train = folder_features(labelled, out / "labelled_features.npz", extractor)
-    test = folder_features(unlabelled, out / "unlabelled_features.npz", extractor)
+    train, train_stats = folder_features(
+        labelled, out / "labelled_features.npz", extractor, train_source
+    )
+    test, test_stats = folder_features(
+        unlabelled, out / "unlabelled_features.npz", extractor, test_source
+    )
     result = classify_features(train, test, classifier)
     files = write_outputs(result, out, unlabelled, review)
-    skipped = [*train.skipped, *test.skipped]
+    skipped = [*train_stats["skipped_files"], *test_stats["skipped_files"]]
     if skipped:
-        files["skipped"] = _write_csv(out / "skipped.csv", ["file"], [[s] for s in skipped])
+        files["skipped"] = _write_csv(out / "skipped.csv", ["file", "reason"], skipped)
+    flagged = [*train_stats["flagged_files"], *test_stats["flagged_files"]]
+    if flagged:
+        files["flagged"] = _write_csv(out / "flagged.csv", ["file", "reason"], flagged)
     counts = result.counts()
     summary = {
         "labelled": str(labelled),
@@ -228,7 +259,10 @@ def run(
         "class_names": result.class_names,
         "labelled_cells": int(len(train.labels)),
         "classified_cells": int(len(test.paths)),
-        "skipped": skipped,
+        "skipped": [s for s, _ in skipped],
+        "flagged": [list(f) for f in flagged],
+        "encoded_cells": train_stats["encoded"] + test_stats["encoded"],
+        "cached_cells": train_stats["from_cache"] + test_stats["from_cache"],
         "cv": result.cv_name,
         "cv_accuracy": result.cv_accuracy,
         "cv_balanced_accuracy": result.cv_balanced_accuracy,
@@ -265,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--review", type=int, default=20, help="how many least-sure cells review.csv lists"
     )
+    add_cache_flag(parser)
     return parser
 
 
@@ -282,6 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
             args.features,
             args.checkpoint,
             args.review,
+            cache=cache_root(not args.no_cache),
         )
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
@@ -298,6 +334,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"skipped {len(summary['skipped'])} unreadable images (listed in skipped.csv):")
         for s in summary["skipped"]:
             print(f"  {s}")
+    if summary["flagged"]:
+        print(f"flagged {len(summary['flagged'])} doubtful images, classified all the same "
+              "(listed with the reason in flagged.csv)")
     for key, path in summary["outputs"].items():
         print(f"{key}: {path}")
     return summary

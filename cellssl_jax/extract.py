@@ -15,9 +15,16 @@ paper protocol). XCiT takes any side (its stride-2 convs pad, as timm's), so S n
 multiple of the patch. Images of one shape are batched together and every batch is padded to
 `--batch_size`, so each image shape compiles once.
 
+Features cache: the encoder's row of each image is kept in the features cache
+(`cellssl_jax/cache.py`: $CELLSSL_CACHE, else ~/.cache/cellssl_jax/features), keyed by the
+image's pixels, the encoder's sha256 and the read size, so no job encodes a cell twice;
+`--no_cache` bypasses it.
+
 Resumable: every `--save_every` seconds the rows done so far go to `<out>.partial.npz`; a rerun
 with the same arguments continues from there. Unreadable images are skipped, listed in the npz
-(`skipped`) and in `<out stem>.skipped.csv`.
+(`skipped`) and in `<out stem>.skipped.csv`. Readable but doubtful images (greyscale, an alpha
+channel hiding pixels, far larger than the read size) are kept, warned about once per kind and
+listed in `<out stem>.flagged.csv`.
 """
 
 from __future__ import annotations
@@ -28,15 +35,17 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from cellssl_jax import colorhist
-from cellssl_jax.data.images import UnreadableImage
+from cellssl_jax.cache import FeatureTable, cache_root, pixel_key
+from cellssl_jax.data.images import UnreadableImage, doubts
 from cellssl_jax.data.pipeline import FolderSource, resize_rgb, tfds_source
 from cellssl_jax.fewshot.features import save_features
 from cellssl_jax.logs import logging_to
@@ -85,15 +94,27 @@ def load_extractor(
     checkpoint: str | Path | None = None,
     batch_size: int = 32,
     image_size: int | str | None = None,
+    cache: Path | None = None,
 ) -> Extractor:
-    """An Extractor for `kind`, loading the encoder it needs (the bundled one when None)."""
+    """An Extractor for `kind`, loading the encoder it needs (the bundled one when None);
+    `cache`: the features cache folder (None: no cache)."""
     encoder = None
     if uses_encoder(kind):
         from cellssl_jax.encoder import load_encoder  # JAX only when needed
 
         encoder = load_encoder(checkpoint)
         log.info("encoder %s (%s, sha256 %s)", encoder.name, encoder.arch, encoder.sha256[:12])
-    return Extractor(kind, encoder, batch_size, image_size)
+    return Extractor(kind, encoder, batch_size, image_size, cache)
+
+
+@dataclass
+class Prepared:
+    """One image made ready in a reader thread."""
+
+    key: str  # the image's cache key ("" without a cache)
+    image: np.ndarray | None  # resized for the encoder; None when not needed
+    hist: np.ndarray | None  # colour histogram, for kinds with colour
+    row: np.ndarray | None  # the encoder's row, when the cache has it
 
 
 class Extractor:
@@ -104,10 +125,19 @@ class Extractor:
 
     Kinds: "xcit" (encoder CLS), "colorhist" (the colour baseline) and "xcit+colorhist" (both,
     concatenated: on PBC better than either alone, docs/MODEL_CARD.md).
+
+    `cache`: the features cache folder; the encoder's rows are looked up there by pixel hash
+    and new ones added (`encoded` / `from_cache` count both), so "xcit" and "xcit+colorhist"
+    share them. None: every image is encoded.
     """
 
     def __init__(
-        self, kind: str, encoder=None, batch_size: int = 32, image_size: int | str | None = None
+        self,
+        kind: str,
+        encoder=None,
+        batch_size: int = 32,
+        image_size: int | str | None = None,
+        cache: Path | None = None,
     ):
         self.kind, self.encoder, self.batch_size = kind, encoder, batch_size
         self.uses_encoder, self.uses_colour = uses_encoder(kind), "colorhist" in kind
@@ -130,6 +160,10 @@ class Extractor:
             names.append(colorhist.NAME)
             self.dim += 3 * colorhist.BINS
         self.name = "+".join(names)
+        self.table = None
+        if cache is not None and self.uses_encoder:
+            self.table = FeatureTable(cache, "xcit", self.sha256, self.read_size, encoder.dim)
+        self.encoded = self.from_cache = 0
 
     @property
     def read_size(self) -> str:
@@ -138,10 +172,18 @@ class Extractor:
             return ""
         return str(self.image_size) if self.image_size else f"native/{self.step}"
 
-    def prepare(self, image: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Per-image work done in the reader threads: (resized image, colour histogram)."""
+    @property
+    def read_side(self) -> int | None:
+        """The square side the encoder reads every image at (None: native sizes, no encoder)."""
+        return self.image_size if self.uses_encoder and isinstance(self.image_size, int) else None
+
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """Per-image work done in the reader threads: cache lookup, resizing, colour."""
+        key = pixel_key(image) if self.table is not None else ""
+        row = self.table.get(key) if key else None
         hist = colorhist.colour_histogram(image) if self.uses_colour else None
-        return (self.resize(image) if self.uses_encoder else None), hist
+        resized = self.resize(image) if self.uses_encoder and row is None else None
+        return Prepared(key, resized, hist, row)
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """The image at the size the encoder reads it."""
@@ -151,14 +193,25 @@ class Extractor:
         size = (self.image_size,) * 2 if self.image_size else bucket_size(h, w, self.step)
         return resize_rgb(image, size)
 
-    def __call__(self, prepared: list[tuple[np.ndarray | None, np.ndarray | None]]) -> np.ndarray:
-        """Feature rows [len(prepared), D] in input order."""
+    def __call__(self, prepared: list[Prepared]) -> np.ndarray:
+        """Feature rows [len(prepared), D] in input order; new encoder rows go to the cache."""
         parts = []
         if self.uses_encoder:
-            parts.append(self._embed([img for img, _ in prepared]))
+            rows = np.zeros((len(prepared), self.encoder.dim), np.float32)
+            todo = [i for i, p in enumerate(prepared) if p.row is None]
+            if todo:
+                rows[todo] = self._embed([prepared[i].image for i in todo])
+            for i, p in enumerate(prepared):
+                if p.row is not None:
+                    rows[i] = p.row
+                elif self.table is not None:
+                    self.table.put(p.key, rows[i])
+            self.encoded += len(todo)
+            self.from_cache += len(prepared) - len(todo)
+            parts.append(rows)
         if self.uses_colour:
             parts.append(np.zeros((len(prepared), 3 * colorhist.BINS), np.float32)
-                         if not prepared else np.stack([hist for _, hist in prepared]))
+                         if not prepared else np.stack([p.hist for p in prepared]))
         return np.concatenate(parts, axis=1)
 
     def _embed(self, images: list[np.ndarray]) -> np.ndarray:
@@ -191,6 +244,7 @@ class Partial:
         self.labels: list[int] = []
         self.ids: list[str] = []
         self.skipped: list[tuple[str, str]] = []
+        self.flagged: list[tuple[str, str, str]] = []  # (id, kind, reason)
 
     def resume(self) -> bool:
         if not self.path.exists():
@@ -206,6 +260,8 @@ class Partial:
             self.labels = data["labels"].tolist()
             self.ids = data["ids"].tolist()
             self.skipped = [tuple(s) for s in data["skipped"].reshape(-1, 2).tolist()]
+            if "flagged" in data.files:  # absent from partials of older versions
+                self.flagged = [tuple(s) for s in data["flagged"].reshape(-1, 3).tolist()]
         return True
 
     def save(self, dim: int) -> None:
@@ -219,20 +275,41 @@ class Partial:
             labels=np.asarray(self.labels, dtype=np.int64),
             ids=np.asarray(self.ids, dtype=str),
             skipped=np.asarray(self.skipped, dtype=str).reshape(-1, 2),
+            flagged=np.asarray(self.flagged, dtype=str).reshape(-1, 3),
         )
         tmp.replace(self.path)
 
 
-def _read(source, index: int, prepare: Callable[[np.ndarray], np.ndarray]):
-    """(item without pixels, prepared image) or (None, reason) for an unreadable image."""
+def _read(source, index: int, extractor: Extractor):
+    """(item without pixels, prepared image) or (None, reason) for an unreadable image; the
+    item's "doubts" say why its features may be wrong (images.doubts)."""
     try:
         item = source[index]
     except UnreadableImage as err:
         return None, err.reason
     image = np.asarray(item.pop("image"))
+    item["doubts"] = doubts(image, item.pop("transparent", 0.0), extractor.read_side)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
-    return item, prepare(image[..., :3].astype(np.uint8, copy=False))
+    return item, extractor.prepare(image[..., :3].astype(np.uint8, copy=False))
+
+
+def _write_csv(path: Path, rows: list[tuple], header: tuple[str, ...] = ("path", "reason")) -> Path:
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    return path
+
+
+def warn_flagged(flagged: list[tuple[str, str, str]], listed_in: Path | str) -> None:
+    """One warning per kind of doubtful image: how many, the first one, where all are listed."""
+    by_kind: dict[str, list[tuple[str, str]]] = {}
+    for ident, kind, reason in flagged:
+        by_kind.setdefault(kind, []).append((ident, reason))
+    for kind, items in by_kind.items():
+        ident, reason = items[0]
+        more = f" and {len(items) - 1} more" if len(items) > 1 else ""
+        log.warning("%d %s image(s), kept but doubtful: %s (%s)%s; all listed in %s",
+                    len(items), kind, ident, reason, more, listed_in)
 
 
 def _chunks(n: int, start: int, size: int) -> Iterator[range]:
@@ -259,8 +336,12 @@ def extract(
     part = Partial(out, fingerprint)
     if part.resume():
         log.info("resuming %s at image %d of %d", part.path, part.next_index, len(source))
+    if extractor.table is not None:
+        rows = extractor.table.load()
+        log.info("features cache %s: %d encoder rows", extractor.table.folder, rows)
     chunk = extractor.batch_size * CHUNK_BATCHES
     start, last_save, done_now = time.perf_counter(), time.perf_counter(), 0
+    encoded, from_cache = extractor.encoded, extractor.from_cache
     with (
         ThreadPoolExecutor(workers) as pool,
         tqdm(total=len(source), initial=part.next_index, unit="img", desc="extract") as bar,
@@ -268,33 +349,44 @@ def extract(
         chunks = _chunks(len(source), part.next_index, chunk)
 
         def submit(r: range | None) -> list[Future] | None:
-            return (
-                None if r is None else [pool.submit(_read, source, i, extractor.prepare) for i in r]
-            )
+            return None if r is None else [pool.submit(_read, source, i, extractor) for i in r]
 
         current = next(chunks, None)
         pending = submit(current)
-        while current is not None:
-            following = next(chunks, None)
-            ahead = submit(following)  # read the next chunk while this one is encoded
-            results = [f.result() for f in pending]
-            good = [(i, item, x) for i, (item, x) in zip(current, results, strict=True) if item]
-            for i, (item, reason) in zip(current, results, strict=True):
-                if item is None:
-                    ident = _item_id(source, i, None, spec)
-                    log.warning("skipping unreadable image %s: %s", ident, reason)
-                    part.skipped.append((ident, reason))
-            feats = extractor([x for _, _, x in good])
-            part.features.extend(feats)
-            part.labels.extend(int(item["label"]) for _, item, _ in good)
-            part.ids.extend(_item_id(source, i, item, spec) for i, item, _ in good)
-            part.next_index = current[-1] + 1
-            done_now += len(current)
-            bar.update(len(current))
-            if time.perf_counter() - last_save > save_every and following is not None:
-                part.save(extractor.dim)
-                last_save = time.perf_counter()
-            current, pending = following, ahead
+        try:
+            while current is not None:
+                following = next(chunks, None)
+                ahead = submit(following)  # read the next chunk while this one is encoded
+                results = [f.result() for f in pending]
+                good = [
+                    (i, item, x) for i, (item, x) in zip(current, results, strict=True) if item
+                ]
+                for i, (item, reason) in zip(current, results, strict=True):
+                    if item is None:
+                        ident = _item_id(source, i, None, spec)
+                        log.warning("skipping unreadable image %s: %s", ident, reason)
+                        part.skipped.append((ident, reason))
+                feats = extractor([x for _, _, x in good])
+                part.features.extend(feats)
+                part.labels.extend(int(item["label"]) for _, item, _ in good)
+                part.ids.extend(_item_id(source, i, item, spec) for i, item, _ in good)
+                part.flagged.extend(
+                    (_item_id(source, i, item, spec), kind, reason)
+                    for i, item, _ in good
+                    for kind, reason in item["doubts"]
+                )
+                part.next_index = current[-1] + 1
+                done_now += len(current)
+                bar.update(len(current))
+                if time.perf_counter() - last_save > save_every and following is not None:
+                    part.save(extractor.dim)
+                    if extractor.table is not None:
+                        extractor.table.flush()
+                    last_save = time.perf_counter()
+                current, pending = following, ahead
+        finally:  # rows encoded before an error or Ctrl-C are kept for the next run
+            if extractor.table is not None:
+                extractor.table.flush()
     seconds = time.perf_counter() - start
     if not part.features:
         raise ValueError(f"no readable image in {spec} ({len(part.skipped)} skipped)")
@@ -310,14 +402,20 @@ def extract(
         extractor.read_size,
     )
     if part.skipped:
-        skipped_csv = out.with_name(out.stem + ".skipped.csv")
-        with skipped_csv.open("w", newline="") as fh:
-            csv.writer(fh).writerows([("path", "reason"), *part.skipped])
+        skipped_csv = _write_csv(out.with_name(out.stem + ".skipped.csv"), part.skipped)
         log.info("wrote %s (%d unreadable images)", skipped_csv, len(part.skipped))
+    if part.flagged:
+        flagged_csv = _write_csv(out.with_name(out.stem + ".flagged.csv"),
+                                 [(i, r) for i, _, r in part.flagged])
+        warn_flagged(part.flagged, flagged_csv)
     part.path.unlink(missing_ok=True)
     return {
         "images": len(part.features),
         "skipped": len(part.skipped),
+        "skipped_files": part.skipped,
+        "flagged_files": [(i, r) for i, _, r in part.flagged],
+        "encoded": extractor.encoded - encoded,
+        "from_cache": extractor.from_cache - from_cache,
         "seconds": seconds,
         "images_per_second": done_now / seconds if seconds > 0 else float("nan"),
         "shapes": sorted(extractor.shapes),
@@ -373,7 +471,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--save_every", type=float, default=60.0, help="seconds between partial saves (resume)"
     )
+    add_cache_flag(parser)
     return parser
+
+
+def add_cache_flag(parser: argparse.ArgumentParser) -> None:
+    """--no_cache, as every job that extracts features offers it."""
+    parser.add_argument(
+        "--no_cache",
+        action="store_true",
+        help="neither read nor add to the features cache ($CELLSSL_CACHE, default "
+        "~/.cache/cellssl_jax/features): encode every image",
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -385,17 +494,24 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             source = open_source(args.images, args.data_dir)
             extractor = load_extractor(
-                args.features, args.checkpoint, args.batch_size, args.image_size
+                args.features,
+                args.checkpoint,
+                args.batch_size,
+                args.image_size,
+                cache_root(not args.no_cache),
             )
             stats = extract(source, args.images, extractor, args.out, args.workers, args.save_every)
         except (ValueError, FileNotFoundError, NotADirectoryError) as err:
             log.error("%s", err)
             raise SystemExit(f"error: {err}") from None
         log.info(
-            "wrote %s: %d images (%d skipped), %.1f img/s, shapes %s",
+            "wrote %s: %d images (%d skipped, %d encoded, %d from the cache), %.1f img/s, "
+            "shapes %s",
             args.out,
             stats["images"],
             stats["skipped"],
+            stats["encoded"],
+            stats["from_cache"],
             stats["images_per_second"],
             stats["shapes"] or "n/a",
         )

@@ -26,9 +26,11 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
+from cellssl_jax.cache import cache_root
 from cellssl_jax.classify import DEFAULT_FEATURES, folder_features
 from cellssl_jax.data.images import UnreadableImage, read_rgb, relative_name
-from cellssl_jax.extract import FEATURE_KINDS, load_extractor
+from cellssl_jax.data.pipeline import FolderSource
+from cellssl_jax.extract import FEATURE_KINDS, add_cache_flag, load_extractor
 from cellssl_jax.logs import log_to_console
 
 log = logging.getLogger("cellssl_jax.select")
@@ -114,15 +116,24 @@ def run(
     features: str = DEFAULT_FEATURES,
     checkpoint: str | Path | None = None,
     seed: int = 0,
+    cache: Path | None = None,
 ) -> dict[str, Path]:
-    """Extract features of `images`, propose `budget` cells, write the CSV and contact sheet."""
+    """Extract features of `images` (`cache`: the features cache folder, None: none), propose
+    `budget` cells, write the CSV and contact sheet."""
     images, out = Path(images), Path(out)
     if not images.is_dir():
         raise FileNotFoundError(f"--images folder {images} does not exist")
-    if method not in METHODS:  # fail before the (slow) extraction
+    # fail before the (slow) extraction
+    if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    source = FolderSource(images)
+    if budget > len(source):
+        raise ValueError(
+            f"budget must be between 1 and the {len(source)} cells in {images}, got {budget}"
+        )
     out.mkdir(parents=True, exist_ok=True)
-    feats = folder_features(images, out / "features.npz", load_extractor(features, checkpoint))
+    extractor = load_extractor(features, checkpoint, cache=cache)
+    feats, _ = folder_features(images, out / "features.npz", extractor, source)
     picks, represents = propose(feats.features, budget, method, seed)
     rows = [
         [rank, relative_name(feats.paths[i], images), int(n)]
@@ -166,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
     parser.add_argument("--seed", type=int, default=0, help="k-means initialisation seed")
+    add_cache_flag(parser)
     return parser
 
 
@@ -197,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             args.features,
             args.checkpoint,
             args.seed,
+            cache_root(not args.no_cache),
         )
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None

@@ -66,7 +66,7 @@ def features_for(args: argparse.Namespace) -> Features:
     cached = args.out / f"features_{args.kind}.npz"
     if not cached.exists():
         extractor = load_extractor(args.kind, args.checkpoint)
-        return classify.folder_features(args.images, cached, extractor)
+        return classify.folder_features(args.images, cached, extractor)[0]
     return load_features(cached)
 
 

@@ -10,6 +10,14 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def features_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets an empty features cache of its own, never the user's."""
+    root = tmp_path_factory.mktemp("features_cache")
+    monkeypatch.setenv("CELLSSL_CACHE", str(root))
+    return root
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real-image folder (env CELLSSL_SHARED_DATA, default <repo>/../shared/data)."""

@@ -137,7 +137,11 @@ def run_cli(*argv: str) -> str:
     return str(exc.value)
 
 
-def test_errors_name_the_problem(lab, tmp_path):
+def test_errors_name_the_problem_before_any_extraction(lab, tmp_path, monkeypatch):
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("extraction started before the inputs were checked")
+
+    monkeypatch.setattr(classify, "extract", no_extraction)
     labelled, unlabelled = lab
     out = str(tmp_path / "out")
     common = ["--out", out, "--features", "colorhist"]
@@ -145,11 +149,20 @@ def test_errors_name_the_problem(lab, tmp_path):
     assert "--labelled folder" in msg and "does not exist" in msg
     msg = run_cli("--labelled", str(unlabelled), "--unlabelled", str(unlabelled), *common)
     assert "one sub-folder per class" in msg
-    for f in sorted((labelled / "platelet").iterdir())[1:]:
-        f.unlink()
-    msg = run_cli("--labelled", str(labelled), "--unlabelled", str(unlabelled), *common)
-    assert "at least 2" in msg and "platelet (1)" in msg
     empty = tmp_path / "empty"
     empty.mkdir()
     msg = run_cli("--labelled", str(labelled), "--unlabelled", str(empty), *common)
     assert "no images" in msg
+    for f in sorted((labelled / "platelet").iterdir())[1:]:
+        f.unlink()
+    msg = run_cli("--labelled", str(labelled), "--unlabelled", str(unlabelled), *common)
+    assert "at least 2" in msg and "platelet (1)" in msg
+
+
+def test_a_class_left_with_one_readable_cell_is_named(lab, tmp_path):
+    labelled, unlabelled = lab
+    for f in sorted((labelled / "platelet").iterdir())[1:]:
+        f.write_bytes(b"not an image")
+    msg = run_cli("--labelled", str(labelled), "--unlabelled", str(unlabelled),
+                  "--out", str(tmp_path / "out"), "--features", "colorhist")
+    assert "at least 2 readable labelled cells" in msg and "platelet (1)" in msg

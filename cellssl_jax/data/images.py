@@ -36,45 +36,89 @@ class UnreadableImage(Exception):
         self.reason = reason
 
 
-def _to_rgb(img: Image.Image) -> np.ndarray:
-    """Any PIL mode -> uint8 RGB; alpha is dropped (the cell datasets' alpha is opaque)."""
+def _to_rgb(img: Image.Image) -> tuple[np.ndarray, float]:
+    """Any PIL mode -> (uint8 RGB, fraction of pixels not fully opaque); alpha is dropped."""
     if img.mode in ("P", "PA"):
         img = img.convert("RGBA")  # palette transparency must pass through RGBA first
+    transparent = 0.0
+    if "A" in img.getbands():
+        alpha = np.asarray(img.getchannel("A"))
+        transparent = float((alpha < 255).mean())
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         wide = np.asarray(img, dtype=np.float64)
         top = 65535.0 if wide.max() > 255 else 255.0
         gray = np.clip(np.round(wide * (255.0 / top)), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=-1)
+        return np.repeat(gray[..., None], 3, axis=-1), transparent
     if img.mode != "RGB":
         img = img.convert("RGB")
-    return np.asarray(img, dtype=np.uint8).copy()
+    return np.asarray(img, dtype=np.uint8).copy(), transparent
 
 
-def decode_rgb(data: bytes, origin: str | Path = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes to uint8 [H, W, 3]; `origin` names the source in errors."""
+def decode_image(data: bytes, origin: str | Path = "<bytes>") -> tuple[np.ndarray, float]:
+    """Decode encoded image bytes to (uint8 [H, W, 3], fraction of pixels an alpha channel made
+    transparent, 0 without one); `origin` names the source in errors."""
     if not data:
         raise UnreadableImage(origin, "zero-byte file")
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # force a full decode: Image.open only reads the header
-            rgb = _to_rgb(img)
+            rgb, transparent = _to_rgb(img)
     except UnidentifiedImageError:
         raise UnreadableImage(origin, "not an image (unknown format)") from None
     except (OSError, SyntaxError, ValueError) as err:  # truncated/corrupt streams
         raise UnreadableImage(origin, f"corrupt or truncated image ({err})") from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise UnreadableImage(origin, f"unexpected decoded shape {rgb.shape}")
-    return rgb
+    return rgb, transparent
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as uint8 [H, W, 3] (RGBA/grayscale/palette -> RGB)."""
+def decode_rgb(data: bytes, origin: str | Path = "<bytes>") -> np.ndarray:
+    """Decode encoded image bytes to uint8 [H, W, 3]; `origin` names the source in errors."""
+    return decode_image(data, origin)[0]
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, float]:
+    """An image file as (uint8 [H, W, 3], fraction of transparent pixels): see decode_image."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as err:
         raise UnreadableImage(path, f"cannot read file ({err.strerror or err})") from None
-    return decode_rgb(data, path)
+    return decode_image(data, path)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 [H, W, 3] (RGBA/grayscale/palette -> RGB)."""
+    return read_image(path)[0]
+
+
+GREY_SPREAD = 4.0  # mean max-min over RGB channels below this: no colour (stained cells: > 30)
+LARGE_FACTOR = 3  # an image this many times the read side is more than one cell, or a scan
+
+
+def doubts(image: np.ndarray, transparent: float = 0.0, read_side: int | None = None
+           ) -> list[tuple[str, str]]:
+    """Why a readable cell image may give wrong features, as (kind, reason) pairs: greyscale
+    (stains carry the class: a grey neutrophil reads as an erythroblast), an alpha channel
+    hiding pixels (dropped, the hidden pixels are read as they are), or far larger than the
+    `read_side` the encoder shrinks it to."""
+    found = []
+    if image.ndim == 2 or image.shape[-1] == 1 or _spread(image) < GREY_SPREAD:
+        found.append(("greyscale", "greyscale: no stain colour, which the features rely on"))
+    if transparent > 0:
+        found.append(("transparent", f"alpha channel: {transparent:.1%} of pixels not opaque; "
+                                     "alpha is dropped and the hidden pixels are read"))
+    if read_side and max(image.shape[:2]) > LARGE_FACTOR * read_side:
+        h, w = image.shape[:2]
+        found.append(("large", f"{w}x{h} pixels, shrunk to {read_side}x{read_side}: more than "
+                               f"{LARGE_FACTOR}x the read size (several cells or a whole field?)"))
+    return found
+
+
+def _spread(image: np.ndarray) -> float:
+    step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 65536)))  # ~64k pixels suffice
+    pixels = image[::step, ::step].astype(np.int16)
+    return float((pixels.max(axis=-1) - pixels.min(axis=-1)).mean())
 
 
 def is_hidden(path: Path, root: Path) -> bool:

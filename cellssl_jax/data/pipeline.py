@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cellssl_jax.data.images import UnreadableImage, read_rgb, scan_folder
+from cellssl_jax.data.images import UnreadableImage, read_image, read_rgb, scan_folder
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,12 @@ class FolderSource:
 
     def __getitem__(self, i: int) -> dict:
         path = self.folder.paths[i]
+        image, transparent = read_image(path)
         return {
-            "image": read_rgb(path),
+            "image": image,
             "label": int(self.folder.labels[i]),
             "file_name": str(path),
+            "transparent": transparent,  # fraction of pixels an alpha channel hid
         }
 
 
