@@ -4,7 +4,8 @@ The images: ``--config.data.folder=DIR`` (a folder of images, flat or one sub-fo
 labels are not used) or ``--config.data.tfds_name=NAME`` (a TFDS dataset built by
 ``cellssl_jax.data.builders``). Override any config field with ``--config.<field>=<value>`` (an
 unknown field is an error; cellssl_jax/dino/config.py lists them all).
-Data-parallel over all devices (pmap; ``--config.distributed=True`` for multi-host). Writes
+Data-parallel over all devices (``--config.parallel=pmap|shard_map``; ``--config.distributed=True``
+for multi-host, README "Scaling"). Writes
 under DIR: ``checkpoints/`` (orbax, keep-last-k; a rerun of the same command resumes exactly
 from the latest), ``encoder.msgpack`` (the teacher backbone, refreshed with each checkpoint),
 ``metrics.jsonl``, ``tensorboard/`` and ``train.log``. Checkpoints every ``checkpoint_every``
@@ -40,7 +41,7 @@ from cellssl_jax.dino.augment import AugmentConfig
 from cellssl_jax.dino.optim import make_optimizer
 from cellssl_jax.dino.schedules import DinoSchedules
 from cellssl_jax.dino.state import TrainState, create_train_state
-from cellssl_jax.dino.step import StepConfig, pmapped_step, replicate
+from cellssl_jax.dino.step import StepConfig, make_parallel
 from cellssl_jax.encoder import load_encoder
 from cellssl_jax.logs import logging_to
 from cellssl_jax.models.heads import DINOHead, MultiCropModel
@@ -257,10 +258,21 @@ def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def distributed_args(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """``jax.distributed.initialize`` arguments from the config; the unset ones (None) JAX takes
+    from the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU; the coordinator also from
+    JAX_COORDINATOR_ADDRESS)."""
+    return dict(
+        coordinator_address=config.coordinator_address or None,
+        num_processes=config.num_processes or None,
+        process_id=config.process_id if config.process_id >= 0 else None,
+    )
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> Path:
     """Train (or resume) DINO as configured; returns the exported teacher encoder file."""
     if config.distributed:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**distributed_args(config))
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
@@ -347,7 +359,10 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         log.info("checkpoint at step %d (%s); encoder -> %s", int(host_state.step), reason,
                  encoder_path)
 
-    p_step = pmapped_step(
+    if config.parallel not in ("pmap", "shard_map"):
+        raise SystemExit(f"train: parallel must be pmap or shard_map: {config.parallel}")
+    par = make_parallel(
+        config.parallel,
         student=student,
         teacher=teacher,
         tx=tx,
@@ -358,7 +373,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
             center_momentum=config.dino.center_momentum,
         ),
     )
-    rstate = replicate(state)
+    rstate = par.put_state(state)
     del state
     batches = host_batches(
         source,
@@ -383,7 +398,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         now = time.time()
         ips = (step - step_last) * config.batch_size / (now - t_last) if step > step_last else 0.0
         for s, m in fetched:
-            values = {k: float(np.asarray(v)[0]) for k, v in m.items()}
+            values = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in m.items()}
             check_finite(s, values, ckpt.latest_step(), ckpt.directory)
             writer.write(s, {**values, "img_per_s": ips})
         writer.flush()
@@ -417,7 +432,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         with schedule:
             for step in range(start + 1, total_steps + 1):
                 batch = next(batches)
-                rstate, metrics = p_step(rstate, batch["image"])
+                rstate, metrics = par.step(rstate, par.put_batch(batch["image"]))
                 pending.append((step, metrics))
                 if step == start + 1:  # compilation: not counted in img/s
                     jax.block_until_ready(metrics)
@@ -435,7 +450,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
                 if is_log or reason:
                     flush(step)
                 if reason:
-                    save(jax.device_get(jax.tree.map(lambda x: x[0], rstate)), reason)
+                    save(par.get_state(rstate), reason)
                 if schedule.stop_signal:
                     break
     finally:

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from cellssl_jax.dino.step import StepConfig, pmapped_step, replicate
+from cellssl_jax.dino.step import StepConfig, make_parallel
 from cellssl_jax.models.flops import dino_sample_flops
 from cellssl_jax.train import (
     augment_config,
@@ -51,12 +51,14 @@ def main(argv: list[str]) -> None:
     aug = augment_config(config)
     tx = make_tx(config, sched)
     state = init_state(config, student, tx)
-    step = pmapped_step(student=student, teacher=teacher, tx=tx,
+    par = make_parallel(config.parallel, student=student, teacher=teacher, tx=tx,
                         cfg=StepConfig(augment=aug, schedules=sched))
     size = config.data.image_size
     per_dev = config.batch_size // n_dev
     images = np.random.default_rng(0).integers(0, 256, (n_dev, per_dev, size, size, 3), np.uint8)
-    rstate = replicate(state)
+    images = par.put_batch(images)
+    rstate = par.put_state(state)
+    step = par.step
 
     lowered = step.lower(rstate, images)
     t0 = time.time()
@@ -77,7 +79,7 @@ def main(argv: list[str]) -> None:
     print(f"device: {jax.devices()[0].device_kind} x{n_dev}; {config.model.arch} "
           f"(dim {student.backbone.embed_dim}, depth {student.backbone.depth}), head "
           f"{config.head.out_dim}, crops {crops} from {size}px, global batch {config.batch_size}, "
-          f"dtype {config.model.dtype}")
+          f"dtype {config.model.dtype}, {config.parallel}")
     print(f"compile {compile_s:.1f} s; step {dt * 1e3:.1f} ms; {ips:.1f} img/s")
     h = config.head
     per_img = dino_sample_flops(

@@ -99,5 +99,11 @@ def default_config() -> ml_collections.ConfigDict:
     # run loses at most this much; SIGINT/SIGTERM and preemption save at once anyway
     c.checkpoint_every_minutes = 10.0
     c.keep_checkpoints = 3
+    c.parallel = "pmap"  # the step's driver: "pmap" | "shard_map" (jax.jit + jax.shard_map)
     c.distributed = False  # call jax.distributed.initialize() (multi-host)
+    # Where the cluster does not say (SLURM, Open MPI, Kubernetes and Cloud TPU do): the
+    # coordinator "host:port" (process 0's), the number of processes and this one's id.
+    c.coordinator_address = ""
+    c.num_processes = 0  # 0: from the cluster
+    c.process_id = -1  # -1: from the cluster
     return c

@@ -1,9 +1,10 @@
-"""The per-device DINO train step, with collectives over a named axis, and its pmap wrapper.
+"""The per-device DINO train step, with collectives over a named axis, and its two drivers.
 
-The step uses only ``lax.pmean`` and ``lax.axis_index`` over ``axis_name``, so wrapping it with
-``jax.shard_map`` instead of ``jax.pmap`` is a one-line change. Random numbers depend on
+The step uses only ``lax.pmean`` and ``lax.axis_index`` over ``axis_name``, so it runs the same
+under ``jax.pmap`` (``pmapped_step``) and under ``jax.jit`` + ``jax.shard_map`` over a one-axis
+``Mesh`` (``shard_mapped_step``, the form new JAX code uses). Random numbers depend on
 (seed, step, global sample index) only: one global batch gives the same augmentations whatever
-the number of devices.
+the number of devices or processes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from cellssl_jax.dino.augment import AugmentConfig, batch_multi_crop
 from cellssl_jax.dino.loss import dino_loss, entropy, update_center
@@ -165,3 +168,82 @@ def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
     n = len(devices) if devices is not None else jax.local_device_count()
     stacked = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n, *np.shape(x))), tree)
     return jax.pmap(lambda x: x, axis_name="batch", devices=devices)(stacked)
+
+
+def shard_mapped_step(
+    *,
+    student: MultiCropModel,
+    teacher: MultiCropModel,
+    tx: optax.GradientTransformationExtraArgs,
+    cfg: StepConfig,
+    mesh: Mesh,
+) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
+    """``train_step`` under ``jax.jit`` + ``jax.shard_map`` over ``mesh``'s "batch" axis:
+    (state replicated, images [B_global, H, W, 3] sharded along the batch) -> (state, metrics),
+    both replicated.
+
+    ``check_vma=False``: with it on, differentiating the device's loss with respect to the
+    replicated parameters would already sum the gradients over devices (the transpose of
+    replication), and the step's own ``pmean`` would then scale them by the device count; off,
+    each device's gradient is its own, as under pmap, and the ``pmean`` averages them.
+    """
+    fn = functools.partial(train_step, student=student, teacher=teacher, tx=tx, cfg=cfg)
+    mapped = jax.shard_map(fn, mesh=mesh, in_specs=(P(), P("batch")), out_specs=(P(), P()),
+                           check_vma=False)
+    return jax.jit(mapped, donate_argnums=(0,))
+
+
+@dataclasses.dataclass(frozen=True)
+class Parallel:
+    """A driver of ``train_step`` over all devices of all processes, with how the state and
+    this process's batches [L, P, H, W, 3] (``host_batches``) go on the devices and back."""
+
+    step: Callable[[Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
+    put_state: Callable[[TrainState], Any]
+    put_batch: Callable[[np.ndarray], jax.Array]
+    get_state: Callable[[Any], TrainState]
+
+
+def make_parallel(
+    kind: str,
+    *,
+    student: MultiCropModel,
+    teacher: MultiCropModel,
+    tx: optax.GradientTransformationExtraArgs,
+    cfg: StepConfig,
+) -> Parallel:
+    """The "pmap" or "shard_map" driver on all devices (``config.parallel``)."""
+    kw = dict(student=student, teacher=teacher, tx=tx, cfg=cfg)
+    if kind == "pmap":
+        return Parallel(
+            step=pmapped_step(**kw),
+            put_state=replicate,
+            put_batch=lambda images: images,
+            get_state=lambda state: jax.device_get(jax.tree.map(lambda x: x[0], state)),
+        )
+    if kind == "shard_map":
+        # devices grouped by process, so each process's rows of the global batch are its own
+        # images in host_batches' order, and sample indices are those pmap gives them
+        devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+        mesh = Mesh(np.asarray(devices), ("batch",))
+        batch_sharding = NamedSharding(mesh, P("batch"))
+        return Parallel(
+            step=shard_mapped_step(**kw, mesh=mesh),
+            put_state=lambda state: replicate_on(mesh, state),
+            put_batch=lambda images: jax.make_array_from_process_local_data(
+                batch_sharding, images.reshape(-1, *images.shape[2:])
+            ),
+            get_state=jax.device_get,
+        )
+    raise ValueError(f"parallel must be pmap or shard_map, got {kind!r}")
+
+
+def replicate_on(mesh: Mesh, tree: Any) -> Any:
+    """A copy of a host tree on every device of ``mesh`` (of every process) as global arrays."""
+    sharding = NamedSharding(mesh, P())
+
+    def put(x: Any) -> jax.Array:
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda _: x)
+
+    return jax.tree.map(put, tree)
