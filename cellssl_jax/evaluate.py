@@ -226,6 +226,7 @@ def run(args: argparse.Namespace) -> Evaluation:
             **common,
         )
         ev.inputs = {"train": str(args.train), "test": str(args.test or args.train)}
+        ev.dataset = args.train.stem + (f" -> {args.test.stem}" if args.test else "")
         if args.split:
             ev.inputs["split"] = f"{args.split} train / {1 - args.split:.2g} test, stratified"
     else:

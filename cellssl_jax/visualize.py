@@ -3,6 +3,8 @@ a features file coloured by class (paper Fig. 6).
 
     python -m cellssl_jax.visualize attention --image CELL.jpg [--checkpoint F] --out att.png
     python -m cellssl_jax.visualize embedding --features F.npz --out embedding.png
+    python -m cellssl_jax.visualize embedding --features OUT/unlabelled_features.npz \
+        --colour_by OUT/predictions.csv --out embedding.png   # by classify's predictions
 """
 
 from __future__ import annotations
@@ -45,30 +47,39 @@ def attention_figure(
     threshold: float = THRESHOLD,
     title: str = "",
 ) -> Path:
-    """Fig. 5 layout: the cell, then one column per head; top row the continuous map over the
-    cell, bottom row the region where the head's attention is >= `threshold` x its maximum."""
+    """Fig. 5 layout: the cell, the heads' mean, then one column per head; top row each map
+    over the cell (as a fraction of its own maximum, so heads of different sharpness read on
+    one colour bar), bottom row the region where it is >= `threshold` x its maximum."""
     heads = attention.shape[0]
-    maps = upsample(attention, image.shape[:2], patch)
-    fig, axes = plt.subplots(2, heads + 1, figsize=(1.9 * (heads + 1), 4.1), squeeze=False)
-    for row, label in enumerate(("continuous", f">= {threshold:.0%} of max")):
+    maps = upsample(np.concatenate([attention.mean(0, keepdims=True), attention]),
+                    image.shape[:2], patch)
+    maps = maps / np.maximum(maps.max(axis=(1, 2), keepdims=True), 1e-12)
+    names = ["mean of heads", *(f"head {h}" for h in range(heads))]
+    fig, axes = plt.subplots(2, heads + 2, figsize=(1.9 * (heads + 2) + 0.8, 4.3),
+                             squeeze=False, layout="constrained")
+    for row, label in enumerate(("attention over the cell", f">= {threshold:.0%} of max")):
         axes[row, 0].imshow(image)
         axes[row, 0].set_ylabel(label, fontsize=8)
     axes[0, 0].set_title("cell", fontsize=8)
-    for h in range(heads):
-        m = maps[h]
-        axes[0, h + 1].imshow(image)
-        axes[0, h + 1].imshow(m, cmap="inferno", alpha=0.65)
-        axes[0, h + 1].set_title(f"head {h}", fontsize=8)
-        keep = m >= threshold * m.max()
-        shown = np.where(keep[..., None], image, (image * 0.4).astype(np.uint8))
-        axes[1, h + 1].imshow(shown)
-        axes[1, h + 1].contour(keep, levels=[0.5], colors="yellow", linewidths=1.2)
+    cmap = plt.get_cmap("inferno")
+    for k, (name, m) in enumerate(zip(names, maps, strict=True), 1):
+        axes[0, k].imshow(image)
+        overlay = cmap(m)
+        overlay[..., 3] = 0.15 + 0.75 * m  # the cell shows through where attention is low
+        axes[0, k].imshow(overlay)
+        axes[0, k].set_title(name, fontsize=8, fontweight="bold" if k == 1 else "normal")
+        keep = m >= threshold
+        axes[1, k].imshow(np.where(keep[..., None], image, (image * 0.4).astype(np.uint8)))
+        axes[1, k].contour(keep, levels=[0.5], colors="yellow", linewidths=1.2)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
+    shown = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0.0, 1.0), cmap)
+    bar = fig.colorbar(shown, ax=axes[0, :], fraction=0.02, pad=0.01)
+    bar.set_label("attention / map's max", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -114,28 +125,71 @@ def embed_2d(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
         return tsne.fit_transform(x), "t-SNE"
 
 
-def embedding_png(features_path: str | Path, out: str | Path, seed: int = 0) -> Path:
-    """Scatter plot of a features file's 2-D embedding, coloured by class (grey: unlabelled)."""
+def classes_from_csv(csv_path: str | Path, paths: list[str]) -> tuple[np.ndarray, list[str], str]:
+    """Per-cell classes from a CSV with a `file` column and a `predicted` (classify's
+    predictions.csv) or `class` column (a labels file), matched to `paths` by the file name
+    relative to any parent folder -> (labels, -1 where the CSV has no row; class names;
+    column used)."""
+    import csv
+
+    with open(csv_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames or []
+        column = next((c for c in ("predicted", "class") if c in fields), None)
+        if "file" not in fields or column is None:
+            raise ValueError(
+                f"{csv_path}: expected a 'file' column and a 'predicted' (classify's "
+                f"predictions.csv) or 'class' column, found {fields}"
+            )
+        given = {Path(row["file"]).as_posix(): row[column] for row in reader}
+    names = sorted(set(given.values()))
+    labels = np.full(len(paths), -1, np.int64)
+    for i, path in enumerate(paths):
+        parts = Path(path).parts
+        for k in range(len(parts)):  # longest suffix first: "a/x.jpg" before "x.jpg"
+            cls = given.get(Path(*parts[k:]).as_posix())
+            if cls is not None:
+                labels[i] = names.index(cls)
+                break
+    if not (labels >= 0).any():
+        raise ValueError(f"no file of {csv_path} matches a cell of the features file")
+    return labels, names, column
+
+
+def embedding_png(
+    features_path: str | Path, out: str | Path, seed: int = 0, colour_by: str | Path | None = None
+) -> Path:
+    """Scatter plot of a features file's 2-D embedding, coloured by the file's classes (grey:
+    unlabelled) or, with `colour_by`, by the classes of a CSV (classes_from_csv)."""
     from cellssl_jax.fewshot.features import load_features
 
     feats = load_features(features_path)
     if len(feats.features) < 5:
         raise ValueError(f"{features_path}: {len(feats.features)} cells; an embedding needs >= 5")
+    labels, names, grey = feats.labels, feats.class_names, "unlabelled"
+    coloured = "class"
+    if colour_by is not None:
+        labels, names, column = classes_from_csv(colour_by, feats.paths)
+        grey = f"not in {Path(colour_by).name}"
+        coloured = f"{'predicted class' if column == 'predicted' else 'class'} from "
+        coloured += Path(colour_by).name
     xy, method = embed_2d(feats.features, seed)
     fig, ax = plt.subplots(figsize=(7.5, 6))
-    unl = feats.labels < 0
+    unl = labels < 0
     dot = 20 if len(xy) < 1000 else 6  # visible dots for a sample, no blobs for a dataset
     if unl.any():
-        ax.scatter(*xy[unl].T, s=dot, c="lightgrey", label="unlabelled", linewidths=0)
-    cmap = plt.get_cmap("tab10" if len(feats.class_names) <= 10 else "tab20")
-    for k, name in enumerate(feats.class_names):
-        sel = feats.labels == k
+        ax.scatter(*xy[unl].T, s=dot, c="lightgrey", label=f"{grey} ({unl.sum()})",
+                   linewidths=0)
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    for k, name in enumerate(names):
+        sel = labels == k
         ax.scatter(
             *xy[sel].T, s=dot, color=cmap(k % cmap.N), label=f"{name} ({sel.sum()})", linewidths=0
         )
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{method} of {len(xy)} cells - {feats.encoder or 'features'}", fontsize=10)
+    ax.set_title(f"{method} of {len(xy)} cells - {feats.encoder or 'features'}\n"
+                 f"coloured by {coloured}", fontsize=10)
     ax.legend(fontsize=8, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     out = Path(out)
@@ -171,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emb = sub.add_parser("embedding", help="2-D embedding of a features file, by class")
     emb.add_argument("--features", required=True, help="features file (.npz) from extract")
+    emb.add_argument(
+        "--colour_by",
+        help="a CSV whose classes colour the cells instead of the file's labels: classify's "
+        "predictions.csv (column 'predicted') or a labels file (columns 'file', 'class'); "
+        "files match the cells by name relative to any parent folder",
+    )
     emb.add_argument("--out", required=True, help="output PNG")
     emb.add_argument("--seed", type=int, default=0, help="seeds the PCA and UMAP/t-SNE layout")
     return parser
@@ -185,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise ValueError(f"--threshold must be in (0, 1], got {args.threshold}")
             out = attention_png(args.image, args.out, args.checkpoint, args.size, args.threshold)
         else:
-            out = embedding_png(args.features, args.out, args.seed)
+            out = embedding_png(args.features, args.out, args.seed, args.colour_by)
     except (FileNotFoundError, ValueError, OSError, UnreadableImage) as err:
         raise SystemExit(f"error: {err}") from None
     log.info("wrote %s", out)

@@ -62,6 +62,14 @@ def test_demo_end_to_end(tmp_path, tiny_encoder, capsys):
     both = summary["xcit+colorhist"]
     assert both["features"] == f"{summary['xcit']['features']}+colorhist_3x32"
     assert sum(both["predicted_counts"]) == 100
+    # the pair reuses the encoder rows of the "xcit" run from the features cache
+    encoded = {
+        kind: json.loads((out / f"classify_{kind}" / "summary.json").read_text())
+        for kind in ("xcit", "xcit+colorhist")
+    }
+    assert encoded["xcit"]["encoded_cells"] == 196
+    assert encoded["xcit+colorhist"]["encoded_cells"] == 0
+    assert encoded["xcit+colorhist"]["cached_cells"] == 196
     md = (out / "summary.md").read_text()
     assert "unlabelled cells: accuracy" in md and "| colorhist_3x32 |" in md
 

@@ -61,6 +61,10 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
     rule: str = ""  # how labels were predicted (fewshot: classifiers.RULES)
+    dataset: str = ""  # what the cells are, for titles ("acevedo", "matek_bm -> matek_blood")
+    features: str = ""  # the features' name (encoder, colour histograms or both)
+    train_cells: int = 0  # labelled cells the draws are taken from
+    test_cells: int = 0  # cells scored in every run
 
     def sensitivities(self, run: Run) -> np.ndarray:
         return sensitivities(run.confusion)
@@ -273,7 +277,10 @@ def fewshot_curve(
         for d in [which[(n, rep)]]
     ]
     notes += _unconverged(runs)
-    return Evaluation("fewshot", preset, seed, list(names), runs, notes=notes, rule=rule)
+    return Evaluation(
+        "fewshot", preset, seed, list(names), runs, notes=notes, rule=rule,
+        features=train.encoder, train_cells=len(tr), test_cells=len(te),
+    )
 
 
 def direct_transfer(
@@ -364,4 +371,6 @@ def direct_transfer(
     return Evaluation(
         "transfer", preset, seed, names, runs, superclasses=groups, notes=notes,
         rule="masked argmax of calibrated probabilities",
+        dataset=f"{source_dataset} -> {target_dataset}", features=source.encoder,
+        train_cells=len(tr), test_cells=len(te),
     )

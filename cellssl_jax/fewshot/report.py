@@ -13,7 +13,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.figure  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cellssl_jax.fewshot.protocols import Evaluation, Run  # noqa: E402
@@ -106,6 +108,13 @@ def _pct(mean: float | None, std: float | None) -> str:
 def write_report_md(ev: Evaluation, summary: list[dict], path: Path) -> Path:
     """Tables like the paper's: per-class sensitivity mean ± std, balanced accuracy last."""
     lines = [f"# {ev.protocol} evaluation", ""]
+    if ev.dataset:
+        lines += [f"- dataset: {ev.dataset}"]
+    if ev.features:
+        lines += [f"- features: {ev.features}"]
+    if ev.test_cells:
+        lines += [f"- cells: {ev.train_cells} labelled train cells to draw from, "
+                  f"{ev.test_cells} test cells scored in every repetition"]
     lines += [f"- classifier preset: `{ev.preset}`", f"- prediction rule: {ev.rule}"]
     lines += [f"- seed: {ev.seed}"]
     lines += [f"- {k}: {v}" for k, v in ev.inputs.items()]
@@ -132,48 +141,108 @@ def write_report_md(ev: Evaluation, summary: list[dict], path: Path) -> Path:
             lines += [f"| {s} (*) | " + " | ".join(cells) + " |"]
         cells = [_pct(r["balanced_accuracy_mean"], r["balanced_accuracy_std"]) for r in rows]
         lines += ["| **balanced accuracy** | " + " | ".join(f"**{c}**" for c in cells) + " |"]
+        lines += ["| train cells per repetition | "
+                  + " | ".join(f"{r['mean_train_cells']:g}" for r in rows) + " |"]
         lines += ["| repetitions | " + " | ".join(str(r["repeats"]) for r in rows) + " |"]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
+def _title(ev: Evaluation) -> str:
+    """What a figure shows: dataset and features, then protocol, preset and rule."""
+    head = " - ".join(x for x in (ev.dataset, ev.features) if x) or ev.protocol
+    return f"{head}\n{ev.protocol}, {ev.preset} preset, prediction: {ev.rule}"
+
+
 def plot_curve(ev: Evaluation, summary: list[dict], path: Path) -> Path:
-    """Balanced accuracy vs labelled cells per class, one line per classifier (like Fig. 4)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in dict.fromkeys(r["classifier"] for r in summary):
-        rows = sorted(
-            (r for r in summary if r["classifier"] == name), key=lambda r: r["n_per_class"]
-        )
-        n = np.array([r["n_per_class"] for r in rows])
-        m = 100 * np.array([r["balanced_accuracy_mean"] for r in rows])
-        s = 100 * np.array([r["balanced_accuracy_std"] for r in rows])
-        ax.plot(n, m, marker="o", label=name.upper())
-        ax.fill_between(n, m - s, m + s, alpha=0.2)
-    ax.set_xscale("log")
-    ax.set_xlabel("labelled cells per class")
-    ax.set_ylabel("balanced accuracy (%)")
-    ax.set_title(f"{ev.protocol} ({ev.preset})")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    """curve.png: see curve_figure."""
+    fig = curve_figure(ev, summary)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def plot_confusion(names: list[str], conf: np.ndarray, title: str, path: Path) -> Path:
-    """A row-normalised mean confusion matrix (rows: true class) as a heat map."""
-    size = 2.5 + 0.45 * len(names)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(conf, vmin=0, vmax=1, cmap="Blues")
+def curve_figure(ev: Evaluation, summary: list[dict]) -> matplotlib.figure.Figure:
+    """Balanced accuracy vs labelled cells per class, one line per classifier (like Fig. 4),
+    mean with a +/- 1 std band over the repetitions; a single size (transfer) is drawn as
+    points with error bars, one column per classifier, so none hides another."""
+    names = list(dict.fromkeys(r["classifier"] for r in summary))
+    sizes = sorted({r["n_per_class"] for r in summary})
+    repeats = max(r["repeats"] for r in summary)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    lows, highs = [], []
+    for k, name in enumerate(names):
+        rows = sorted(
+            (r for r in summary if r["classifier"] == name), key=lambda r: r["n_per_class"]
+        )
+        n = np.array([r["n_per_class"] for r in rows], float)
+        m = 100 * np.array([r["balanced_accuracy_mean"] for r in rows])
+        s = 100 * np.array([r["balanced_accuracy_std"] for r in rows])
+        lows.append((m - s).min())
+        highs.append((m + s).max())
+        if len(sizes) == 1:
+            ax.errorbar(k, m[0], yerr=s[0], fmt="o", capsize=6, markersize=7, label=name.upper())
+            ax.annotate(f"{m[0]:.1f} ± {s[0]:.1f}", (k, m[0]), xytext=(10, 0),
+                        textcoords="offset points", va="center", fontsize=8)
+            continue
+        dodge = 1.04 ** (k - (len(names) - 1) / 2)  # side by side, not on top of each other
+        line = ax.plot(n * dodge, m, marker="o", markersize=4, label=name.upper())[0]
+        ax.fill_between(n * dodge, m - s, m + s, alpha=0.15, color=line.get_color())
+    if len(sizes) == 1:
+        ax.set_xticks(range(len(names)), [c.upper() for c in names])
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_xlabel(f"classifier, fitted on {sizes[0]} labelled cells per class")
+    else:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(sizes))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([str(n) for n in sizes]))
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlabel("labelled cells per class (log scale)")
+    pad = max(2.0, 0.1 * (max(highs) - min(lows)))
+    ax.set_ylim(max(0.0, min(lows) - pad), min(100.0, max(highs) + pad))
+    ax.set_ylabel("balanced accuracy (%)")
+    ax.set_title(_title(ev), fontsize=9)
+    ax.grid(True, alpha=0.3)
+    what = "error bar" if len(sizes) == 1 else "band"
+    ax.legend(title=f"mean; {what}: ± 1 std over {repeats} draws", title_fontsize=8,
+              fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def whole_percent_rows(conf: np.ndarray) -> np.ndarray:
+    """Row fractions as whole percents that still sum to 100 per row (largest remainders get
+    the rounding), so a reader adding up a row finds 100, not 98 or 101."""
+    exact = 100 * conf
+    out = np.floor(exact).astype(int)
+    for i, row in enumerate(exact):
+        if row.sum() == 0:
+            continue
+        short = int(round(row.sum())) - out[i].sum()
+        out[i, np.argsort(out[i] - row, kind="stable")[:short]] += 1
+    return out
+
+
+def plot_confusion(
+    names: list[str], conf: np.ndarray, title: str, path: Path, counts: np.ndarray | None = None
+) -> Path:
+    """A row-normalised mean confusion matrix (rows: true class) as a heat map in percent of
+    each true class, with a colour bar; `counts`: test cells per true class, shown with it."""
+    size = 3.2 + 0.45 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    image = ax.imshow(100 * conf, vmin=0, vmax=100, cmap="Blues")
+    shown = whole_percent_rows(conf)
     for i, j in np.ndindex(conf.shape):
         color = "white" if conf[i, j] > 0.5 else "black"
-        ax.text(j, i, f"{100 * conf[i, j]:.0f}", ha="center", va="center", fontsize=7, color=color)
+        ax.text(j, i, f"{shown[i, j]}", ha="center", va="center", fontsize=7, color=color)
+    rows = names if counts is None else [f"{c} ({n})" for c, n in zip(names, counts, strict=True)]
     ax.set_xticks(range(len(names)), names, rotation=90)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_yticks(range(len(names)), rows)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class" + ("" if counts is None else " (test cells)"))
     ax.set_title(title, fontsize=9)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("% of the true class's cells (each row sums to 100)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -189,11 +258,14 @@ def write_report(ev: Evaluation, out_dir: str | Path) -> list[Path]:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     written += [out / "summary.json", write_report_md(ev, summary, out / "report.md")]
     written.append(plot_curve(ev, summary, out / "curve.png"))
+    counts = ev.runs[0].confusion.sum(axis=1) if ev.runs else None  # same test cells in all
+    head = " - ".join(x for x in (ev.dataset, ev.features) if x)
     for row in summary:
         name, n = row["classifier"], row["n_per_class"]
-        title = f"{name.upper()}, n={n}/class, mean of {row['repeats']} ({ev.preset})"
+        title = f"{name.upper()}, n={n}/class, mean of {row['repeats']} draws ({ev.preset})"
         conf = np.array(row["confusion_mean"])
         written.append(
-            plot_confusion(ev.class_names, conf, title, out / f"confusion/{name}_n{n}.png")
+            plot_confusion(ev.class_names, conf, f"{head}\n{title}" if head else title,
+                           out / f"confusion/{name}_n{n}.png", counts)
         )
     return written
