@@ -256,7 +256,6 @@ def main(argv: list[str] | None = None) -> None:
         try:
             ev = run(args)
         except (ValueError, FileNotFoundError) as err:
-            log.error("%s", err)
             raise SystemExit(f"error: {err}") from None
         log.info("%s protocol done in %.1f s", ev.protocol, time.perf_counter() - start)
         for path in write_report(ev, args.out):

@@ -502,7 +502,6 @@ def main(argv: list[str] | None = None) -> dict:
             )
             stats = extract(source, args.images, extractor, args.out, args.workers, args.save_every)
         except (ValueError, FileNotFoundError, NotADirectoryError) as err:
-            log.error("%s", err)
             raise SystemExit(f"error: {err}") from None
         log.info(
             "wrote %s: %d images (%d skipped, %d encoded, %d from the cache), %.1f img/s, "

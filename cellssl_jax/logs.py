@@ -21,7 +21,8 @@ def log_to_console() -> None:
 
 @contextmanager
 def logging_to(path: Path) -> Iterator[None]:
-    """Log the package's INFO messages to stderr and to `path` for the duration of a job.
+    """Log the package's INFO messages to stderr and to `path` for the duration of a job; an
+    error that ends the job (``SystemExit("error: ...")``) goes to the file too.
 
     Propagation to the root logger is off meanwhile: libraries imported on the way (absl, tfds)
     give it a handler of their own, which would print every line twice.
@@ -35,6 +36,11 @@ def logging_to(path: Path) -> Iterator[None]:
     propagate, logger.propagate = logger.propagate, False
     try:
         yield
+    except SystemExit as stop:  # the message reaches stderr once, as Python prints it
+        if isinstance(stop.code, str):
+            record = logger.makeRecord(logger.name, logging.ERROR, "", 0, stop.code, None, None)
+            handlers[1].handle(record)  # and the log file, which would otherwise lack it
+        raise
     finally:
         logger.propagate = propagate
         for handler in handlers:

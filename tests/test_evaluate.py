@@ -1,5 +1,7 @@
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -137,3 +139,13 @@ def test_same_encoder_names_it_and_unknown_read_size_is_not_compared(toy, tmp_pa
     main(["fewshot", "--train", str(toy), "--test", str(old), "--n", "5", "--repeats", "1",
           "--jobs", "1", "--out", str(out)])
     assert "- encoder: toy-ab (sha256 abababababab, read at 224)" in (out / "report.md").read_text()
+
+
+def test_an_error_is_printed_once_and_kept_in_the_log(tmp_path):
+    bad = tmp_path / "missing.npz"
+    cmd = [sys.executable, "-m", "cellssl_jax.evaluate", "fewshot", "--train", str(bad),
+           "--split", "0.7", "--out", str(tmp_path / "out")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.count("does not exist") == 1, proc.stderr
+    assert "does not exist" in (tmp_path / "out" / "evaluate.log").read_text()
