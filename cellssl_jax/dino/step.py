@@ -219,7 +219,11 @@ def make_parallel(
             step=pmapped_step(**kw),
             put_state=replicate,
             put_batch=lambda images: images,
-            get_state=lambda state: jax.device_get(jax.tree.map(lambda x: x[0], state)),
+            # the first local device's copy, read without a computation: x[0] runs one, which
+            # on several processes can wait behind another process's collective (a deadlock)
+            get_state=lambda state: jax.tree.map(
+                lambda x: np.asarray(x.addressable_data(0))[0], state
+            ),
         )
     if kind == "shard_map":
         # devices grouped by process, so each process's rows of the global batch are its own
