@@ -130,7 +130,9 @@ def _losses(workdir: Path) -> list[float]:
     return [r["loss"] for r in records]
 
 
-def test_two_processes_train_as_one(tmp_path):
+@pytest.mark.parametrize("parallel", ["pmap", "shard_map"])
+def test_two_processes_train_as_one(tmp_path, parallel):
+    """2 x 4 devices with either driver against 1 x 8 with pmap."""
     images = tmp_path / "cells" / "a"
     images.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -140,7 +142,8 @@ def test_two_processes_train_as_one(tmp_path):
     multi = [
         _launch(tmp_path / "multi", images.parent, 4,
                 ["--config.distributed=True", f"--config.coordinator_address=127.0.0.1:{port}",
-                 "--config.num_processes=2", f"--config.process_id={i}"])
+                 "--config.num_processes=2", f"--config.process_id={i}",
+                 f"--config.parallel={parallel}"])
         for i in range(2)
     ]
     single = _launch(tmp_path / "single", images.parent, 8, [])
