@@ -129,7 +129,7 @@ def crops_step(
         "wd": sched.wd(step),
         "momentum": m,
         "teacher_temp": temp,
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
         "params_finite": finite.astype(jnp.float32),
         **stats,
     }
