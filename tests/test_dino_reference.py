@@ -38,7 +38,7 @@ ZERO_GRADIENT = ".attn.k.bias"  # in cls_attn_blocks: see the module docstring
 
 
 def torch_schedules():
-    from torch_dino import cosine_scheduler
+    from dino_cosine_scheduler import cosine_scheduler
 
     s = SCHED
     lr = cosine_scheduler(s["lr"] * s["batch"] / 256, s["min_lr"], K, 1, warmup_epochs=s["warmup"])

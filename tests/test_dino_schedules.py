@@ -1,30 +1,16 @@
-"""Schedules against DINO's utils.cosine_scheduler (transcribed below) and np.linspace, step by
-step."""
+"""Schedules against DINO's utils.cosine_scheduler (transcribed in dino_cosine_scheduler.py)
+and np.linspace, step by step."""
 
 import numpy as np
 import pytest
+from dino_cosine_scheduler import cosine_scheduler
 
 from cellssl_jax.dino.schedules import DinoSchedules, linear_warmup, warmup_cosine
 
 
-def dino_cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epochs=0,
-                          start_warmup_value=0):
-    """facebookresearch/dino utils.py cosine_scheduler, verbatim in substance."""
-    warmup_schedule = np.array([])
-    warmup_iters = warmup_epochs * niter_per_ep
-    if warmup_epochs > 0:
-        warmup_schedule = np.linspace(start_warmup_value, base_value, warmup_iters)
-    iters = np.arange(epochs * niter_per_ep - warmup_iters)
-    schedule = final_value + 0.5 * (base_value - final_value) * (
-        1 + np.cos(np.pi * iters / len(iters)))
-    schedule = np.concatenate((warmup_schedule, schedule))
-    assert len(schedule) == epochs * niter_per_ep
-    return schedule
-
-
 @pytest.mark.parametrize("warmup_epochs", [0, 1, 2])
 def test_warmup_cosine_equals_dino(warmup_epochs):
-    ref = dino_cosine_scheduler(5e-4, 1e-6, 10, 7, warmup_epochs=warmup_epochs)
+    ref = cosine_scheduler(5e-4, 1e-6, 10, 7, warmup_epochs=warmup_epochs)
     ours = [float(warmup_cosine(i, base=5e-4, final=1e-6, total_steps=70,
                                 warmup_steps=7 * warmup_epochs)) for i in range(70)]
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-12)  # float32 vs float64
@@ -48,9 +34,9 @@ def test_run_schedules_equal_main_dino():
                       freeze_last_layer_steps=5)
     steps = range(100)
     pairs = [
-        (s.learning_rate, dino_cosine_scheduler(5e-4, 1e-6, 10, 10, warmup_epochs=1)),
-        (s.wd, dino_cosine_scheduler(0.04, 0.4, 10, 10)),
-        (s.momentum, dino_cosine_scheduler(0.996, 1.0, 10, 10)),
+        (s.learning_rate, cosine_scheduler(5e-4, 1e-6, 10, 10, warmup_epochs=1)),
+        (s.wd, cosine_scheduler(0.04, 0.4, 10, 10)),
+        (s.momentum, cosine_scheduler(0.996, 1.0, 10, 10)),
     ]
     for fn, ref in pairs:
         np.testing.assert_allclose([float(fn(i)) for i in steps], ref, rtol=1e-5)

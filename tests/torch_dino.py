@@ -2,30 +2,16 @@
 
 Written from facebookresearch/dino (main_dino.py: ``DINOLoss``, ``train_one_epoch``,
 ``get_params_groups`` and ``cancel_gradients_last_layer`` via utils.py; vision_transformer.py:
-``DINOHead``; utils.py: ``MultiCropWrapper``, ``clip_gradients``, ``cosine_scheduler``) and timm's
-``adaptive_clip_grad`` (the paper's clipping), single process (DINO's all-reduce of the centre is
-then the identity). Nothing here imports cellssl_jax.
+``DINOHead``; utils.py: ``MultiCropWrapper``, ``clip_gradients``; ``cosine_scheduler`` is in
+dino_cosine_scheduler.py) and timm's ``adaptive_clip_grad`` (the paper's clipping), single
+process (DINO's all-reduce of the centre is then the identity). Nothing here imports cellssl_jax.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-def cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epochs=0,
-                     start_warmup_value=0):
-    """utils.cosine_scheduler."""
-    warmup_schedule = np.array([])
-    warmup_iters = warmup_epochs * niter_per_ep
-    if warmup_epochs > 0:
-        warmup_schedule = np.linspace(start_warmup_value, base_value, warmup_iters)
-    iters = np.arange(epochs * niter_per_ep - warmup_iters)
-    schedule = final_value + 0.5 * (base_value - final_value) * (
-        1 + np.cos(np.pi * iters / len(iters)))
-    return np.concatenate((warmup_schedule, schedule))
 
 
 class DINOHead(nn.Module):
