@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cellssl_jax import colorhist
 from cellssl_jax.cache import FeatureTable, cache_root, pixel_key
@@ -345,6 +346,7 @@ def extract(
     with (
         ThreadPoolExecutor(workers) as pool,
         tqdm(total=len(source), initial=part.next_index, unit="img", desc="extract") as bar,
+        logging_redirect_tqdm([logging.getLogger(), logging.getLogger("cellssl_jax")]),  # above it
     ):
         chunks = _chunks(len(source), part.next_index, chunk)
 
