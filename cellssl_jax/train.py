@@ -396,11 +396,12 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
         fetched = jax.device_get(pending)
         pending.clear()
         now = time.time()
-        ips = (step - step_last) * config.batch_size / (now - t_last) if step > step_last else 0.0
+        timed = step > step_last  # the compiling first step has no speed
+        ips = (step - step_last) * config.batch_size / (now - t_last) if timed else 0.0
         for s, m in fetched:
             values = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in m.items()}
             check_finite(s, values, ckpt.latest_step(), ckpt.directory)
-            writer.write(s, {**values, "img_per_s": ips})
+            writer.write(s, {**values, "img_per_s": ips} if timed else values)
         writer.flush()
         eta = (total_steps - step) * (now - t_last) / max(step - step_last, 1)
         last = values
@@ -414,7 +415,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
             last["lr"],
             last["teacher_entropy"],
             last["teacher_mean_entropy"],
-            speed if step > step_last else "",
+            speed if timed else "",
         )
         t_last, step_last = now, step
 

@@ -74,6 +74,9 @@ def test_sigkill_then_rerun_resumes_exactly(tiny_run, tmp_path):
     step2 = next(line for line in log.splitlines() if "step 2/12" in line)
     assert "img/s" not in step1 and "ETA" not in step1  # compilation alone: no speed to show
     assert "img/s ETA" in step2
+    records = (tiny_run.full_dir / "metrics.jsonl").read_text().splitlines()
+    assert "img_per_s" not in json.loads(records[0])  # nor a 0.0 in the metrics file
+    assert json.loads(records[1])["img_per_s"] > 0
     assert (tiny_run.full_dir / "encoder.msgpack").is_file()
 
     # the run kills itself after step 6, between the checkpoints at 4 and 8: steps 5-6 replay
