@@ -343,10 +343,13 @@ def extract(
     chunk = extractor.batch_size * CHUNK_BATCHES
     start, last_save, done_now = time.perf_counter(), time.perf_counter(), 0
     encoded, from_cache = extractor.encoded, extractor.from_cache
+    # The bar is drawn on a terminal only (in a log file every redraw, the closing one included,
+    # would be a line of its own); log lines print above it.
     with (
         ThreadPoolExecutor(workers) as pool,
-        tqdm(total=len(source), initial=part.next_index, unit="img", desc="extract") as bar,
-        logging_redirect_tqdm([logging.getLogger(), logging.getLogger("cellssl_jax")]),  # above it
+        tqdm(total=len(source), initial=part.next_index, unit="img", desc="extract",
+             disable=None) as bar,
+        logging_redirect_tqdm([logging.getLogger(), logging.getLogger("cellssl_jax")]),
     ):
         chunks = _chunks(len(source), part.next_index, chunk)
 

@@ -184,7 +184,7 @@ def _run_draws(
     """Score every draw in parallel (joblib memory-maps the shared arrays), with a progress bar."""
     tasks = (delayed(_score_draw)(d, **arrays) for d in draws)
     results = Parallel(n_jobs=jobs, return_as="generator")(tasks)
-    return list(tqdm(results, total=len(draws), desc=desc, unit="draw"))
+    return list(tqdm(results, total=len(draws), desc=desc, unit="draw", disable=None))  # tty only
 
 
 def _unconverged(runs: list[Run]) -> list[str]:
