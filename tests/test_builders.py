@@ -130,10 +130,12 @@ def test_acevedo_subtypes_junk_and_duplicates(tmp_path):
 
 def test_raabin_keeps_official_splits(tmp_path):
     root = tmp_path / "Raabin-WBC"
+    seed = 0  # distinct seeds: str hash() changes per process and once made two files equal
     for split, n in [("Train", 3), ("TestA", 2), ("TestB", 1)]:
         for cls in ["Basophil", "Neutrophil"]:
             for k in range(n):
-                _jpeg(root / split / cls / f"{cls}_{split}_{k}.jpg", hash((split, cls, k)) % 999)
+                seed += 1
+                _jpeg(root / split / cls / f"{cls}_{split}_{k}.jpg", seed)
     prepare("raabin", tmp_path, tmp_path / "data")
     sizes = {
         s: len(_read_all("raabin", s, tmp_path / "data"))
