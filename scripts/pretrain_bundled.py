@@ -1,58 +1,65 @@
-"""Recreate the bundled encoder: DINO on unlabelled BM cells + the PBC 70/30 *train* part.
+"""Recreate the bundled encoder, in one of its two stages (docs/MODEL_CARD.md).
 
-1. prepares the `acevedo` TFDS dataset from ../shared/data/acevedo_pbc_dev (its seeded 70/30 split),
-2. links the BM cells (matek_bm_dev, labels unused) and the PBC train-part cells into one folder
-   of unlabelled images (the PBC test part is never seen by the encoder); with --copies_at S it
-   writes S x S JPEG copies instead (small enough to carry to an accelerator machine: the shipped
-   encoder was trained on 128 px copies),
-3. runs `python -m cellssl_jax.train --config configs/bundled_encoder.py` for --steps
-   (resumable: rerun the same command after an interruption),
-4. copies the teacher backbone to cellssl_jax/assets/encoder_default.msgpack.
+`--stage gpu`: DINO from scratch (`configs/bundled_encoder.py`) on the BM dev cells and the PBC
+cells of the builders' 70/30 *train* part, as 128 px copies; 1,223 steps took 4.4 min on one
+H200 (docs/measurements/2026-11-26_h200). `--stage cpu`: continues a stage-gpu encoder
+(`--init_encoder`, default the shipped file) on a 2-core CPU (`configs/bundled_cpu.py`) on more
+cells: BM dev, the PBC *fit* part only (never validation or test, `three_way_split`), and the
+unlabelled PBC, AML-blood and Raabin/BCD white-cell folders of ../shared/data.
 
-    python scripts/pretrain_bundled.py --workdir runs/bundled [--steps 1223] [--copies_at 128]
+    python scripts/pretrain_bundled.py --stage gpu --workdir runs/bundled
+    python scripts/pretrain_bundled.py --stage cpu --workdir runs/bundled_cpu --steps 1600 \\
+        --export runs/bundled_cpu/candidate.msgpack
 
-The shipped encoder: 1,223 steps (4.4 min, compile included) on one H200
-(docs/measurements/2026-11-26_h200).
-The recipe needs an accelerator; docs/MODEL_CARD.md also reports the earlier 2-core-CPU run.
+Both resume when rerun after an interruption. The teacher backbone is copied to --export (default:
+cellssl_jax/assets/encoder_default.msgpack); every field of the file comes from the config.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import tensorflow_datasets as tfds
 from PIL import Image
 
-import cellssl_jax.data.builders.acevedo  # noqa: F401  (registers the builder)
+from cellssl_jax.data.builders.base import three_way_split
 from cellssl_jax.encoder import DEFAULT_ENCODER
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "data"))
+UNLABELLED = ("acevedo_pbc_unlabelled", "matek_blood_unlabelled", "wbc_crops_unlabelled")
+STAGES = {  # config, PBC dev parts used, extra unlabelled folders, default steps
+    "gpu": ("bundled_encoder.py", ("fit", "validation"), (), 1223),
+    "cpu": ("bundled_cpu.py", ("fit",), UNLABELLED, 1600),
+}
 
 
-def unlabelled_folder(root: Path, tfds_dir: Path) -> Path:
-    """BM cells + PBC train-part cells as symlinks in one folder (two sub-folders, no labels)."""
-    if not (tfds_dir / "acevedo").exists():
-        subprocess.run([sys.executable, "-m", "cellssl_jax.data.prepare", "acevedo",
-                        "--manual_dir", str(SHARED / "acevedo_pbc_dev"),
-                        "--data_dir", str(tfds_dir)], check=True)
+def pbc_parts() -> dict[Path, str]:
+    """Each PBC dev cell's part ("fit", "validation", "test"), by the builders' id-seeded rule."""
+    root = SHARED / "acevedo_pbc_dev"
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())  # = the builder's order
+    paths = sorted(root.rglob("*.jpg"))
+    ids = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    labels = [classes.index(p.parent.name) for p in paths]
+    return dict(zip(paths, three_way_split(ids, labels), strict=True))
+
+
+def unlabelled_folder(root: Path, parts: tuple[str, ...], extra: tuple[str, ...]) -> Path:
+    """BM cells, the chosen PBC parts and the `extra` folders as symlinks, one sub-folder each."""
     if root.exists():
         return root
-    (root / "bm").mkdir(parents=True)
-    (root / "pbc_train").mkdir()
-    for path in (SHARED / "matek_bm_dev").rglob("*.jpg"):
-        (root / "bm" / f"{path.parent.name}_{path.name}").symlink_to(path.resolve())
-    by_name = {p.name: p.resolve() for p in (SHARED / "acevedo_pbc_dev").rglob("*.jpg")}
-    train = tfds.data_source("acevedo", split="train", data_dir=str(tfds_dir),
-                             decoders={"image": tfds.decode.SkipDecoding()})  # names only
-    for i in range(len(train)):
-        name = Path(train[i]["file_name"].decode()).name
-        (root / "pbc_train" / name).symlink_to(by_name[name])
+    groups = {"bm": sorted((SHARED / "matek_bm_dev").rglob("*.jpg")),
+              "pbc_" + "_".join(parts): [p for p, part in pbc_parts().items() if part in parts]}
+    groups.update({name: sorted((SHARED / name).rglob("*.jpg")) for name in extra})
+    for group, paths in groups.items():
+        (root / group).mkdir(parents=True)
+        for path in paths:
+            (root / group / f"{path.parent.name}_{path.name}").symlink_to(path.resolve())
     return root
 
 
@@ -70,23 +77,29 @@ def resized_copies(cells: Path, out: Path, size: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=REPO / "runs" / "bundled")
-    parser.add_argument("--steps", type=int, default=1223)
-    parser.add_argument("--copies_at", type=int, default=0, metavar="SIZE",
+    parser.add_argument("--stage", choices=sorted(STAGES), default="gpu")
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--steps", type=int, help="default: the stage's (1223 gpu, 1600 cpu)")
+    parser.add_argument("--copies_at", type=int, default=128, metavar="SIZE",
                         help="train on SIZE x SIZE JPEG copies (0: the original files)")
+    parser.add_argument("--init_encoder", type=Path, default=DEFAULT_ENCODER,
+                        help="stage cpu: the encoder to continue")
+    parser.add_argument("--export", type=Path, default=DEFAULT_ENCODER)
     args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"real cells not found at {SHARED} (set CELLSSL_SHARED_DATA)")
-    cells = unlabelled_folder(args.workdir.parent / "pretrain_cells", args.workdir.parent / "tfds")
+    config, parts, extra, steps = STAGES[args.stage]
+    cells = unlabelled_folder(args.workdir / "cells", parts, extra)
     if args.copies_at:
-        cells = resized_copies(cells, cells.with_name(f"pretrain_cells_{args.copies_at}"),
-                               args.copies_at)
-    subprocess.run([sys.executable, "-m", "cellssl_jax.train", "--config",
-                    str(REPO / "configs" / "bundled_encoder.py"), "--workdir", str(args.workdir),
-                    f"--config.data.folder={cells}", f"--config.total_steps={args.steps}"],
-                   check=True)
-    shutil.copyfile(args.workdir / "encoder.msgpack", DEFAULT_ENCODER)
-    print(f"bundled encoder -> {DEFAULT_ENCODER}")
+        cells = resized_copies(cells, args.workdir / f"cells_{args.copies_at}", args.copies_at)
+    cmd = [sys.executable, "-m", "cellssl_jax.train", "--config", str(REPO / "configs" / config),
+           "--workdir", str(args.workdir / "run"), f"--config.data.folder={cells}",
+           f"--config.total_steps={args.steps or steps}"]
+    if args.stage == "cpu":
+        cmd.append(f"--config.init_encoder={args.init_encoder}")
+    subprocess.run(cmd, check=True)
+    shutil.copyfile(args.workdir / "run" / "encoder.msgpack", args.export)
+    print(f"encoder -> {args.export}")
 
 
 if __name__ == "__main__":
