@@ -8,7 +8,7 @@ cells: BM dev, the PBC *fit* part only (never validation or test, `three_way_spl
 unlabelled PBC, AML-blood and Raabin/BCD white-cell folders of ../shared/data.
 
     python scripts/pretrain_bundled.py --stage gpu --workdir runs/bundled
-    python scripts/pretrain_bundled.py --stage cpu --workdir runs/bundled_cpu --steps 1600 \\
+    python scripts/pretrain_bundled.py --stage cpu --workdir runs/bundled_cpu \\
         --export runs/bundled_cpu/candidate.msgpack
 
 Both resume when rerun after an interruption. The teacher backbone is copied to --export (default:
@@ -35,7 +35,7 @@ SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "da
 UNLABELLED = ("acevedo_pbc_unlabelled", "matek_blood_unlabelled", "wbc_crops_unlabelled")
 STAGES = {  # config, PBC dev parts used, extra unlabelled folders, default steps
     "gpu": ("bundled_encoder.py", ("fit", "validation"), (), 1223),
-    "cpu": ("bundled_cpu.py", ("fit",), UNLABELLED, 1600),
+    "cpu": ("bundled_cpu.py", ("fit",), UNLABELLED, 640),
 }
 
 
@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", choices=sorted(STAGES), default="gpu")
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--steps", type=int, help="default: the stage's (1223 gpu, 1600 cpu)")
+    parser.add_argument("--steps", type=int, help="default: the stage's (1223 gpu, 640 cpu)")
     parser.add_argument("--copies_at", type=int, default=128, metavar="SIZE",
                         help="train on SIZE x SIZE JPEG copies (0: the original files)")
     parser.add_argument("--init_encoder", type=Path, default=DEFAULT_ENCODER,
