@@ -35,5 +35,5 @@ def get_config():
     c.export_input_size = 352  # re-chosen on validation (docs/MODEL_CARD.md)
     c.log_every = 10
     c.checkpoint_every = 160
-    c.keep_checkpoints = 10  # every checkpoint kept: the probe curve of docs/MODEL_CARD.md reads them
+    c.keep_checkpoints = 10  # all kept: the probe curve (docs/MODEL_CARD.md) reads them
     return c
