@@ -16,6 +16,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from cellssl_jax.fewshot.classes import DATASETS
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS, PRESET_RULE, PRESETS, RULES
 from cellssl_jax.fewshot.features import Features, load_features
@@ -27,8 +29,9 @@ from cellssl_jax.fewshot.protocols import (
     require_labels,
 )
 from cellssl_jax.fewshot.report import write_report
-from cellssl_jax.fewshot.sampling import stratified_split
 from cellssl_jax.logs import logging_to
+from cellssl_jax.splits import SPLIT_SEED, file_id, stratified_split
+from cellssl_jax.vocab import builder_labels
 
 log = logging.getLogger("cellssl_jax.evaluate")
 
@@ -192,13 +195,31 @@ def check_same_encoder(
     return mixed
 
 
-def _part(feats: Features, fraction: float | None, seed: int, which: int) -> Features:
-    """The train (which=0) or test (which=1) part of a seeded stratified split."""
+def _cell_ids(feats: Features) -> list[str]:
+    """Each row's id as the builders make it: the sha256 of the image file's bytes."""
+    missing = [p for p in feats.paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{feats.source}: --split identifies cells by the sha256 of their image files, but "
+            f"{len(missing)} of {len(feats.paths)} are missing (e.g. {missing[0]}); run where the "
+            "images are, or give a separate --test file"
+        )
+    return [file_id(p) for p in feats.paths]
+
+
+def _part(feats: Features, fraction: float | None, which: int) -> Features:
+    """The train (which=0) or test (which=1) part of the builders' id-seeded split.
+
+    Seeded by the cells' file hashes, not by --seed, so at 0.7 the test part is the builders'
+    test part: a cell the bundled encoder was pretrained on never lands in it.
+    """
     if fraction is None:
         return feats
     require_labels(feats, "input")
     labelled = feats.subset(feats.labelled.nonzero()[0])
-    return labelled.subset(stratified_split(labelled.labels, fraction, seed)[which])
+    labels = np.asarray(builder_labels(labelled.class_names))[labelled.labels]
+    train = stratified_split(_cell_ids(labelled), labels, SPLIT_SEED, fraction)
+    return labelled.subset(np.flatnonzero(train if which == 0 else ~train))
 
 
 def run(args: argparse.Namespace) -> Evaluation:
@@ -214,8 +235,8 @@ def run(args: argparse.Namespace) -> Evaluation:
         if (args.test is None) == (args.split is None):
             raise ValueError("give either --test B.npz or --split FRACTION (not both, not neither)")
         data = first = load_features(args.train)
-        train = _part(data, args.split, args.seed, 0)
-        test = load_features(args.test) if args.test else _part(data, args.split, args.seed, 1)
+        train = _part(data, args.split, 0)
+        test = load_features(args.test) if args.test else _part(data, args.split, 1)
         mixed = check_same_encoder(train, test, ("train", "test"), args.allow_mixed_encoders)
         ev = fewshot_curve(
             train,
@@ -231,8 +252,8 @@ def run(args: argparse.Namespace) -> Evaluation:
             ev.inputs["split"] = f"{args.split} train / {1 - args.split:.2g} test, stratified"
     else:
         first = load_features(args.source)
-        source = _part(first, args.split, args.seed, 0)
-        target = _part(load_features(args.target), args.split, args.seed, 1)
+        source = _part(first, args.split, 0)
+        target = _part(load_features(args.target), args.split, 1)
         mixed = check_same_encoder(source, target, ("source", "target"), args.allow_mixed_encoders)
         ev = direct_transfer(
             source,

@@ -18,7 +18,6 @@ cellssl_jax/assets/encoder_default.msgpack); every field of the file comes from 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
@@ -27,8 +26,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from cellssl_jax.data.builders.base import three_way_split
 from cellssl_jax.encoder import DEFAULT_ENCODER
+from cellssl_jax.splits import file_id, three_way_split
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -44,7 +43,7 @@ def pbc_parts() -> dict[Path, str]:
     root = SHARED / "acevedo_pbc_dev"
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())  # = the builder's order
     paths = sorted(root.rglob("*.jpg"))
-    ids = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    ids = [file_id(p) for p in paths]
     labels = [classes.index(p.parent.name) for p in paths]
     return dict(zip(paths, three_way_split(ids, labels), strict=True))
 

@@ -21,7 +21,6 @@ paper).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -32,10 +31,10 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
 from cellssl_jax.classify import classify_features
-from cellssl_jax.data.builders.base import three_way_split
 from cellssl_jax.encoder import DEFAULT_ENCODER
 from cellssl_jax.fewshot.features import Features, load_features, save_features
 from cellssl_jax.fewshot.sampling import sample_per_class
+from cellssl_jax.splits import file_id, three_way_split
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -66,7 +65,7 @@ def side_by_side(a: Features, b: Features) -> Features:
 
 
 def parts_of(feats: Features) -> np.ndarray:
-    ids = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in feats.paths]
+    ids = [file_id(p) for p in feats.paths]
     return three_way_split(ids, feats.labels)
 
 

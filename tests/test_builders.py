@@ -12,11 +12,13 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from cellssl_jax import evaluate, vocab
 from cellssl_jax.data.builders import acevedo, matek_blood, matek_bm, raabin
-from cellssl_jax.data.builders.base import SPLIT_SEED, stratified_split, three_way_split
 from cellssl_jax.data.pipeline import host_batches, tfds_source
 from cellssl_jax.data.prepare import main as prepare_main
 from cellssl_jax.data.prepare import prepare
+from cellssl_jax.fewshot.features import Features
+from cellssl_jax.splits import file_id
 
 
 def _jpeg(path: Path, seed: int, size=(12, 10), mode="RGB") -> Path:
@@ -204,28 +206,20 @@ def test_missing_or_wrong_manual_dir_names_the_layout(tmp_path, capsys):
         )
 
 
-def test_stratified_split_is_70_30_per_class_and_order_free():
-    ids = [f"{i:04x}" for i in range(100)]
-    labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
-    train = stratified_split(ids, labels, seed=1)
-    assert [int(train[labels == c].sum()) for c in range(3)] == [35, 21, 14]
-    perm = np.random.default_rng(0).permutation(100)
-    shuffled = stratified_split([ids[i] for i in perm], labels[perm], seed=1)
-    np.testing.assert_array_equal(shuffled, train[perm])
-    assert not np.array_equal(stratified_split(ids, labels, seed=2), train)
-
-
-def test_three_way_split_keeps_the_builders_test_part_and_is_order_free():
-    ids = [f"{i:04x}" for i in range(400)]
-    labels = np.repeat([0, 1], 200)
-    parts = three_way_split(ids, labels)
-    np.testing.assert_array_equal(parts == "test", ~stratified_split(ids, labels, SPLIT_SEED))
-    for c in (0, 1):
-        got = Counter(parts[labels == c])
-        assert got == {"fit": 98, "validation": 42, "test": 60}  # 70 % of 140 = 98
-    perm = np.random.default_rng(0).permutation(400)
-    again = three_way_split([ids[i] for i in perm], labels[perm])
-    np.testing.assert_array_equal(again, parts[perm])
+def test_builders_and_evaluate_share_one_vocabulary_and_one_split(fake_bm, tmp_path):
+    for builder in (acevedo.Acevedo, matek_bm.MatekBm, matek_blood.MatekBlood, raabin.Raabin):
+        assert builder.CLASS_NAMES == tuple(vocab.DATASETS[builder.name])
+    prepare("matek_bm", fake_bm, tmp_path / "d")
+    test_ids = {it["id"] for it in _read_all("matek_bm", "test", tmp_path / "d")}
+    # The same folder as a features file numbers its 3 classes 0..2 (the builder: 3, 5, 20).
+    paths = sorted(fake_bm.rglob("*.jpg"))
+    names = sorted({p.parts[-3] for p in paths})
+    labels = np.array([names.index(p.parts[-3]) for p in paths])
+    feats = Features(np.zeros((len(paths), 2), np.float32), labels, names, list(map(str, paths)))
+    assert {file_id(p) for p in evaluate._part(feats, 0.7, 1).paths} == test_ids
+    paths[0].unlink()
+    with pytest.raises(FileNotFoundError, match="1 of 20 are missing"):
+        evaluate._part(feats, 0.7, 1)
 
 
 def test_real_matek_blood_tiffs(shared_data, tmp_path):

@@ -15,12 +15,16 @@ def _write(path, names, counts, dim=8, seed=0, labelled=True, sha="ab" * 32, rea
     labels = np.repeat(np.arange(len(names)), counts)
     centres = np.random.default_rng(42).normal(size=(len(names), dim)) * 3
     x = centres[labels] + rng.normal(size=(len(labels), dim))
+    cells = path.with_suffix("")  # --split identifies cells by their files' sha256
+    cells.mkdir(exist_ok=True)
+    for i in range(len(labels)):
+        (cells / f"img{i}.jpg").write_bytes(f"{path.stem} {i}".encode())
     save_features(
         path,
         x,
         labels if labelled else np.full(len(labels), -1),
         names,
-        [f"img{i}.jpg" for i in range(len(labels))],
+        [str(cells / f"img{i}.jpg") for i in range(len(labels))],
         f"toy-{sha[:2]}",
         sha,
         read_size=read_size,

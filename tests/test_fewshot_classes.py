@@ -1,5 +1,6 @@
 import pytest
 
+from cellssl_jax import vocab
 from cellssl_jax.fewshot import classes
 from cellssl_jax.fewshot.metrics import balanced_accuracy
 
@@ -13,10 +14,10 @@ def _scored(source, target):
 
 
 def test_vocabularies_fixed_order_and_sizes():
-    sizes = {k: len(v) for k, v in classes.DATASETS.items()}
+    sizes = {k: len(v) for k, v in vocab.DATASETS.items()}
     assert sizes == {"matek_bm": 21, "matek_blood": 15, "acevedo": 8, "raabin": 5}
-    for vocab in classes.DATASETS.values():
-        assert list(vocab) == sorted(vocab)  # the order scan_folder gives a full copy
+    for table in vocab.DATASETS.values():
+        assert list(table) == sorted(table)  # the order scan_folder gives a full copy
 
 
 def test_bm_to_matek_blood_has_the_papers_11_classes_and_two_superclasses():
@@ -41,8 +42,8 @@ def test_bm_to_matek_blood_has_the_papers_11_classes_and_two_superclasses():
 
 
 def test_bm_to_acevedo_maps_into_superclasses_and_leaves_platelet_out():
-    src = list(classes.MATEK_BM)
-    tgt = list(classes.ACEVEDO)
+    src = list(vocab.MATEK_BM)
+    tgt = list(vocab.ACEVEDO)
     mapping = dict(zip(src, classes.transfer_map("matek_bm", src, "acevedo", tgt), strict=True))
     assert tgt[mapping["NGB"]] == tgt[mapping["NGS"]] == "neutrophil"
     assert {tgt[mapping[c]] for c in ("PMO", "MYB", "MMZ")} == {"ig"}
@@ -62,7 +63,7 @@ def test_bm_to_raabin_and_case_insensitive_names():
 
 
 def test_blood_to_bm_reverse_direction():
-    src, tgt = list(classes.MATEK_BLOOD), list(classes.MATEK_BM)
+    src, tgt = list(vocab.MATEK_BLOOD), list(vocab.MATEK_BM)
     mapping = dict(zip(src, classes.transfer_map("matek_blood", src, "matek_bm", tgt), strict=True))
     assert tgt[mapping["PMO"]] == "PMO" and mapping["MYO"] is None and mapping["PMB"] is None
 

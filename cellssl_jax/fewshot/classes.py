@@ -1,8 +1,6 @@
-"""Class vocabularies of the four datasets and the maps between them (for direct transfer).
+"""Maps between the class vocabularies of the four datasets (for direct transfer).
 
-Every dataset class is tied to one *cell type* (a dataset-neutral name). Two cell types are
-superclasses that some datasets label as a whole: "neutrophil" (segmented + band) and
-"immature granulocyte" (promyelocyte + myelocyte + metamyelocyte), as in the paper's Table 3.
+The vocabularies (class code -> cell type, fixed order) live in `cellssl_jax/vocab.py`.
 
 A source class maps to the target class of the same cell type; failing that, to the target
 class of its superclass (BM NGB -> Acevedo `neutrophil`); otherwise it has no target class and
@@ -14,80 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-NEUTROPHIL = "neutrophil"
-IMMATURE_GRANULOCYTE = "immature granulocyte"
-
-SUPERCLASSES: dict[str, tuple[str, ...]] = {
-    NEUTROPHIL: ("segmented neutrophil", "band neutrophil"),
-    IMMATURE_GRANULOCYTE: ("promyelocyte", "myelocyte", "metamyelocyte"),
-}
-
-# Class name as the dataset ships it -> cell type. Dict order is the fixed class order (sorted
-# names, as the folders sort), which is what `scan_folder` produces on a full copy.
-MATEK_BM: dict[str, str] = {
-    "ABE": "abnormal eosinophil",
-    "ART": "artefact",
-    "BAS": "basophil",
-    "BLA": "blast",
-    "EBO": "erythroblast",
-    "EOS": "eosinophil",
-    "FGC": "faggot cell",
-    "HAC": "hairy cell",
-    "KSC": "smudge cell",
-    "LYI": "immature lymphocyte",
-    "LYT": "lymphocyte",
-    "MMZ": "metamyelocyte",
-    "MON": "monocyte",
-    "MYB": "myelocyte",
-    "NGB": "band neutrophil",
-    "NGS": "segmented neutrophil",
-    "NIF": "not identifiable",
-    "OTH": "other cell",
-    "PEB": "proerythroblast",
-    "PLM": "plasma cell",
-    "PMO": "promyelocyte",
-}
-MATEK_BLOOD: dict[str, str] = {
-    "BAS": "basophil",
-    "EBO": "erythroblast",
-    "EOS": "eosinophil",
-    "KSC": "smudge cell",
-    "LYA": "atypical lymphocyte",
-    "LYT": "lymphocyte",
-    "MMZ": "metamyelocyte",
-    "MOB": "monoblast",
-    "MON": "monocyte",
-    "MYB": "myelocyte",
-    "MYO": "myeloblast",
-    "NGB": "band neutrophil",
-    "NGS": "segmented neutrophil",
-    "PMB": "bilobed promyelocyte",
-    "PMO": "promyelocyte",
-}
-ACEVEDO: dict[str, str] = {
-    "basophil": "basophil",
-    "eosinophil": "eosinophil",
-    "erythroblast": "erythroblast",
-    "ig": IMMATURE_GRANULOCYTE,
-    "lymphocyte": "lymphocyte",
-    "monocyte": "monocyte",
-    "neutrophil": NEUTROPHIL,
-    "platelet": "platelet",
-}
-RAABIN: dict[str, str] = {
-    "Basophil": "basophil",
-    "Eosinophil": "eosinophil",
-    "Lymphocyte": "lymphocyte",
-    "Monocyte": "monocyte",
-    "Neutrophil": NEUTROPHIL,
-}
-
-DATASETS: dict[str, dict[str, str]] = {
-    "matek_bm": MATEK_BM,
-    "matek_blood": MATEK_BLOOD,
-    "acevedo": ACEVEDO,
-    "raabin": RAABIN,
-}
+from cellssl_jax.vocab import DATASETS, SUPERCLASSES
 
 
 def vocabulary(dataset: str) -> dict[str, str]:

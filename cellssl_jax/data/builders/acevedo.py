@@ -6,6 +6,7 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
+from cellssl_jax import vocab
 from cellssl_jax.data.builders.base import (
     CellImageBuilder,
     Record,
@@ -13,11 +14,9 @@ from cellssl_jax.data.builders.base import (
     find_dataset_root,
 )
 
-# Fixed label order: the release's 8 folder names, alphabetical (label i = CLASS_NAMES[i]).
-CLASS_NAMES = (
-    "basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil",
-    "platelet",
-)  # fmt: skip
+# Fixed label order: the release's names, alphabetical (label i = CLASS_NAMES[i]); one home
+# for the vocabulary: cellssl_jax/vocab.py.
+CLASS_NAMES = tuple(vocab.ACEVEDO)
 
 # Fine sub-types carried by the file-name prefix (e.g. "MMY_12345.jpg"): ig = promyelocyte
 # (PMY), myelocyte (MY), metamyelocyte (MMY) or unspecified (IG); neutrophil = segmented (SNE),

@@ -1,10 +1,10 @@
 """Shared machinery of the cell-image TFDS builders.
 
 Every builder lists (file, class, split hint) records from the user's manual copy of a release;
-this module screens them (hidden junk, unreadable files, byte-identical duplicates), assigns a
-deterministic stratified 70/30 split from a seed recorded in the builder, writes
-`skipped.csv` / `duplicates.csv` beside the prepared data, and emits examples. It runs without
-TensorFlow: images are handed to `tfds.features.Image` as encoded bytes (the original file
+this module screens them (hidden junk, unreadable files, byte-identical duplicates), assigns the
+id-seeded stratified 70/30 split of `cellssl_jax/splits.py` (seed recorded in the builder),
+writes `skipped.csv` / `duplicates.csv` beside the prepared data, and emits examples. It runs
+without TensorFlow: images are handed to `tfds.features.Image` as encoded bytes (the original file
 bytes when TFDS' PIL decoder already gives uint8 RGB, else a lossless PNG of the RGB pixels),
 and the output format is array_record.
 """
@@ -28,12 +28,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from cellssl_jax.data.images import UnreadableImage, decode_rgb
+from cellssl_jax.splits import SPLIT_SEED, TRAIN_FRACTION, stratified_split
 
 log = logging.getLogger(__name__)
 
-SPLIT_SEED = 20250101  # fixed: the same train/test assignment on every machine
-VALIDATION_SEED = 20251130  # carves the validation part out of the train part, as stably
-TRAIN_FRACTION = 0.7
 SKIPPED_CSV = "skipped.csv"
 DUPLICATES_CSV = "duplicates.csv"
 
@@ -81,37 +79,6 @@ def find_dataset_root(manual_dir: Path, expected: Sequence[str], layout: str) ->
             p for f in frontier for p in sorted(f.iterdir()) if p.is_dir() and p.name[0] != "."
         ]
     raise ValueError(f"no dataset found in manual directory {manual_dir}; {layout}")
-
-
-def stratified_split(ids: Sequence[str], labels: np.ndarray, seed: int) -> np.ndarray:
-    """Boolean train mask: per class, a seeded permutation of the sorted ids, first 70 % train.
-
-    Depends only on the set of (id, label) pairs and the seed, not on file order or machine.
-    """
-    labels = np.asarray(labels)
-    ids_arr = np.asarray(ids)
-    train = np.zeros(len(ids_arr), dtype=bool)
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        members = members[np.argsort(ids_arr[members], kind="stable")]
-        order = np.random.default_rng([seed, int(c) + 1]).permutation(len(members))
-        n_train = int(np.floor(TRAIN_FRACTION * len(members) + 0.5))
-        train[members[order[:n_train]]] = True
-    return train
-
-
-def three_way_split(ids: Sequence[str], labels: np.ndarray) -> np.ndarray:
-    """Per example "fit", "validation" or "test": the builders' 70/30 train/test split, then the
-    same id-seeded rule (seed VALIDATION_SEED) splitting the train part 70/30 into fit and
-    validation. Choices (recipe, checkpoint, read size, default features) are made on validation;
-    the test part reports once."""
-    ids_arr, labels = np.asarray(ids), np.asarray(labels)
-    train = stratified_split(ids_arr, labels, SPLIT_SEED)
-    parts = np.where(train, "fit", "test").astype(object)
-    inner = np.flatnonzero(train)
-    fit = stratified_split(ids_arr[inner], labels[inner], VALIDATION_SEED)
-    parts[inner[~fit]] = "validation"
-    return parts.astype(str)
 
 
 def _screen(record: Record) -> str | None:

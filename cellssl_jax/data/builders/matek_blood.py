@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cellssl_jax import vocab
 from cellssl_jax.data.builders.base import (
     CellImageBuilder,
     Record,
@@ -12,11 +13,9 @@ from cellssl_jax.data.builders.base import (
     find_dataset_root,
 )
 
-# Fixed label order: the 15 codes of the release, alphabetical (label i = CLASS_NAMES[i]).
-CLASS_NAMES = (
-    "BAS", "EBO", "EOS", "KSC", "LYA", "LYT", "MMZ", "MOB", "MON", "MYB",
-    "MYO", "NGB", "NGS", "PMB", "PMO",
-)  # fmt: skip
+# Fixed label order: the release's names, alphabetical (label i = CLASS_NAMES[i]); one home
+# for the vocabulary: cellssl_jax/vocab.py.
+CLASS_NAMES = tuple(vocab.MATEK_BLOOD)
 
 LAYOUT = (
     "expected <manual_dir>/[AML-Cytomorphology_LMU/]<CODE>/<CODE>_NNNN[_NNN].tiff "

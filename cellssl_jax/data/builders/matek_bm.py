@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cellssl_jax import vocab
 from cellssl_jax.data.builders.base import (
     CellImageBuilder,
     Record,
@@ -11,11 +12,9 @@ from cellssl_jax.data.builders.base import (
     find_dataset_root,
 )
 
-# Fixed label order: the 21 codes of the release, alphabetical (label i = CLASS_NAMES[i]).
-CLASS_NAMES = (
-    "ABE", "ART", "BAS", "BLA", "EBO", "EOS", "FGC", "HAC", "KSC", "LYI", "LYT",
-    "MMZ", "MON", "MYB", "NGB", "NGS", "NIF", "OTH", "PEB", "PLM", "PMO",
-)  # fmt: skip
+# Fixed label order: the release's names, alphabetical (label i = CLASS_NAMES[i]); one home
+# for the vocabulary: cellssl_jax/vocab.py.
+CLASS_NAMES = tuple(vocab.MATEK_BM)
 
 LAYOUT = (
     "expected <manual_dir>/[BM_cytomorphology_data/]<CODE>/[<numbered sub-folder>/]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cellssl_jax import vocab
 from cellssl_jax.data.builders.base import (
     CellImageBuilder,
     Record,
@@ -12,8 +13,9 @@ from cellssl_jax.data.builders.base import (
     find_dataset_root,
 )
 
-# Fixed label order: the release's 5 class folder names, alphabetical.
-CLASS_NAMES = ("Basophil", "Eosinophil", "Lymphocyte", "Monocyte", "Neutrophil")
+# Fixed label order: the release's names, alphabetical (label i = CLASS_NAMES[i]); one home
+# for the vocabulary: cellssl_jax/vocab.py.
+CLASS_NAMES = tuple(vocab.RAABIN)
 
 # Official split folders (matched ignoring case and punctuation) -> TFDS split names.
 # TestA is the paper's test set; TestB (other microscopes/cameras) is kept as `test_b`.
