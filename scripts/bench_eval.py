@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cellssl_jax import evaluate, extract
 from cellssl_jax.encoder import random_init_encoder
+from cellssl_jax.models.pixels import PAPER_MEAN, PAPER_STD
 from cellssl_jax.models.xcit import XCIT_VARIANTS
 
 
@@ -58,7 +59,7 @@ def main() -> None:
     if "xcit" not in skip:
         ckpt = args.checkpoint or random_init_encoder(
             args.out / f"{args.arch}_random.msgpack", args.arch, XCIT_VARIANTS[args.arch],
-            mean=(0.5,) * 3, std=(0.5,) * 3,
+            mean=PAPER_MEAN, std=PAPER_STD,
         )
         feats = args.out / "features_xcit.npz"
         _timed(

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
 
-from cellssl_jax.convert import timm_to_flax  # noqa: E402
+from cellssl_jax.models.timm_mapping import timm_to_flax  # noqa: E402
 from cellssl_jax.models.xcit import xcit  # noqa: E402
 
 

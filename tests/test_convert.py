@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from cellssl_jax.convert import (
+from cellssl_jax.convert import convert_state, main
+from cellssl_jax.encoder import load_encoder
+from cellssl_jax.models.timm_mapping import (
     ConversionError,
     abstract_variables,
-    convert_state,
     flax_to_timm,
     infer_arch,
-    main,
     timm_to_flax,
 )
-from cellssl_jax.encoder import load_encoder
 from cellssl_jax.models.xcit import XCIT_VARIANTS, xcit
 
 ARCH = "xcit_nano_12_p16"

@@ -96,7 +96,7 @@ def test_k_steps_equal_pytorch_dino(timm_xcit, tmp_path, clip_mode, clip):
 
 def _flax_variables(sd: dict[str, np.ndarray], prefix: str) -> dict:
     """A DINO student/teacher state dict -> our {"params", "batch_stats"} of MultiCropModel."""
-    from cellssl_jax.convert import timm_to_flax
+    from cellssl_jax.models.timm_mapping import timm_to_flax
 
     bb = {k[len(prefix) + 9:]: v for k, v in sd.items() if k.startswith(prefix + "backbone.")}
     backbone = timm_to_flax(bb, ARCH, **ARCH_KW)
@@ -110,7 +110,7 @@ def _flax_variables(sd: dict[str, np.ndarray], prefix: str) -> dict:
 
 def _torch_names(params: dict, batch_stats: dict) -> dict[str, np.ndarray]:
     """Inverse of ``_flax_variables`` (state-dict names without the student./teacher. prefix)."""
-    from cellssl_jax.convert import flax_to_timm
+    from cellssl_jax.models.timm_mapping import flax_to_timm
 
     bb = flax_to_timm({"params": params["backbone"], "batch_stats": batch_stats["backbone"]})
     out = {f"backbone.{k}": v for k, v in bb.items()}

@@ -182,8 +182,8 @@ def test_odd_input_size_reads_like_timm(timm_xcit, tmp_path):
     by extract without flags, and its features are timm XCiT's on the same resized pixels."""
     import torch
 
-    from cellssl_jax.convert import timm_to_flax
     from cellssl_jax.data.pipeline import resize_rgb
+    from cellssl_jax.models.timm_mapping import timm_to_flax
     from cellssl_jax.models.xcit import XCIT_VARIANTS
 
     name = "xcit_nano_12_p16"

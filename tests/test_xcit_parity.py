@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from cellssl_jax.convert import timm_to_flax
+from cellssl_jax.models.timm_mapping import timm_to_flax
 from cellssl_jax.models.xcit import xcit
 
 TOL = 1e-4

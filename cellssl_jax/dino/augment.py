@@ -19,6 +19,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from cellssl_jax.models.pixels import PAPER_MEAN, PAPER_STD
+
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
@@ -45,8 +47,8 @@ class AugmentConfig:
     prepass_grayscale_p: float = 0.0  # once per image, before the crops
     prepass_hflip_p: float = 0.0
     antialias: bool = False  # crops resampled as PIL does (triangle widened when downscaling)
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    mean: tuple[float, float, float] = PAPER_MEAN
+    std: tuple[float, float, float] = PAPER_STD
 
     def __post_init__(self):
         if self.fill not in ("reflect", "black"):

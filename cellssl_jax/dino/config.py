@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from cellssl_jax.models import pixels
+
 
 def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -62,8 +64,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.augment.prepass_grayscale_p = 0.0  # whole image, once, before the crops
     c.augment.prepass_hflip_p = 0.0
     c.augment.antialias = False  # resample crops as PIL does (DINO and the paper code do)
-    c.augment.mean = (0.5, 0.5, 0.5)  # pixels in [0, 1] -> [-1, 1], as the paper
-    c.augment.std = (0.5, 0.5, 0.5)
+    c.augment.mean = pixels.PAPER_MEAN  # pixels in [0, 1] -> [-1, 1], as the paper
+    c.augment.std = pixels.PAPER_STD
 
     c.batch_size = 64  # global, over all devices of all hosts
     c.epochs = 100.0
