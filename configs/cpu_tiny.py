@@ -4,12 +4,13 @@ XCiT-nano/p16 layout at reduced depth, 2 x 96 + 4 x 48 crops of 112 px cells, a 
 Chosen by `scripts/knn_probe.py` runs of 500 steps (README, "Does it learn?").
 """
 
+from cellssl_jax.data import shared_data_dir
 from cellssl_jax.dino.config import default_config
 
 
 def get_config():
     c = default_config()
-    c.data.folder = "../shared/data/matek_bm_dev"
+    c.data.folder = str(shared_data_dir() / "matek_bm_dev")
     c.data.image_size = 112
     c.model.arch = "xcit_nano_12_p16"
     c.model.depth = 6

@@ -4,6 +4,7 @@ normalisation, torchvision-style augmentations only (no rotation, perspective or
 """
 
 from cellssl_jax.dino.config import default_config
+from cellssl_jax.models import pixels
 
 
 def get_config():
@@ -20,8 +21,8 @@ def get_config():
     c.augment.antialias = True  # torchvision's RandomResizedCrop on PIL images
     # head.nlayers 3, model.drop_path_rate 0.1, momentum cosine to dino.momentum_teacher_end 1.0:
     # the defaults, as DINO (docs/DESIGN.md, "Paper code vs DINO")
-    c.augment.mean = (0.485, 0.456, 0.406)
-    c.augment.std = (0.229, 0.224, 0.225)
+    c.augment.mean = pixels.IMAGENET_MEAN
+    c.augment.std = pixels.IMAGENET_STD
     c.batch_size = 1024  # 64 per GPU x 16 GPUs
     c.epochs = 100.0
     c.optim.warmup_epochs = 10.0

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from cellssl_jax import evaluate, extract
+from cellssl_jax.data import shared_data_dir
 from cellssl_jax.encoder import random_init_encoder
 from cellssl_jax.models.pixels import PAPER_MEAN, PAPER_STD
 from cellssl_jax.models.xcit import XCIT_VARIANTS
@@ -41,7 +42,7 @@ def _timed(label: str, fn, argv: list[str], log: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", default="../shared/data/acevedo_pbc_dev")
+    parser.add_argument("--images", default=str(shared_data_dir() / "acevedo_pbc_dev"))
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     parser.add_argument("--checkpoint", type=Path, default=None, help="encoder file")
     parser.add_argument("--arch", default="xcit_nano_12_p16", help="random-init arch if no file")

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from cellssl_jax.data import shared_data_dir
 from cellssl_jax.data.images import read_rgb, scan_folder
 from cellssl_jax.data.pipeline import FolderSource, host_batches, resize_rgb, tfds_source
 from cellssl_jax.data.prepare import prepare
@@ -88,11 +89,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    repo = Path(__file__).resolve().parents[1]
     parser.add_argument(
         "--data",
         type=Path,
-        default=Path(os.environ.get("CELLSSL_SHARED_DATA", repo.parent / "shared" / "data")),
+        default=shared_data_dir(),
     )
     parser.add_argument("--n", type=int, default=1024, help="images per measurement")
     parser.add_argument("--image_size", type=int, default=224)

@@ -25,12 +25,12 @@ from sklearn.metrics import balanced_accuracy_score
 from tqdm import tqdm
 
 from cellssl_jax import classify, select
+from cellssl_jax.data import shared_data_dir
 from cellssl_jax.extract import FEATURE_KINDS, load_extractor
 from cellssl_jax.fewshot.classifiers import pipeline
 from cellssl_jax.fewshot.features import Features, load_features
 from cellssl_jax.fewshot.sampling import sample_per_class
 
-ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("random", "kmeans", "kcenter", "random per class")
 
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="results folder (and cache)")
     parser.add_argument("--features", type=Path, help="a labelled features file to use as is")
-    parser.add_argument("--images", type=Path, default=ROOT.parent / "shared/data/acevedo_pbc_dev")
+    parser.add_argument("--images", type=Path, default=shared_data_dir() / "acevedo_pbc_dev")
     parser.add_argument("--kind", choices=FEATURE_KINDS, default="xcit")
     parser.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
     parser.add_argument("--budgets", default="16,40,80,200,400", help="total cells labelled")

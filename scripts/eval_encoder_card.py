@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from cellssl_jax.data import shared_data_dir
 from cellssl_jax.encoder import load_encoder, random_init_encoder
 
-REPO = Path(__file__).resolve().parents[1]
 CLASSIFIERS = ("svm", "lr")
-SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED = shared_data_dir()
 
 
 def run(*args: str) -> None:

@@ -27,6 +27,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import cellssl_jax.train
 from cellssl_jax.checkpoints import export_teacher
+from cellssl_jax.data import shared_data_dir
 from cellssl_jax.data.pipeline import FolderSource, resize_rgb
 from cellssl_jax.encoder import load_encoder
 from cellssl_jax.train import (
@@ -47,9 +48,9 @@ REPO = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(cellssl_jax.train)  # listed by --help
 flags.DEFINE_integer("steps", 300, "training steps (config.total_steps)")
-flags.DEFINE_string("train", str(REPO.parent / "shared" / "data" / "matek_bm_dev"),
+flags.DEFINE_string("train", str(shared_data_dir() / "matek_bm_dev"),
                     "folder of cells to train on (config.data.folder)")
-flags.DEFINE_string("eval", str(REPO.parent / "shared" / "data" / "acevedo_pbc_dev"),
+flags.DEFINE_string("eval", str(shared_data_dir() / "acevedo_pbc_dev"),
                     "folder of class sub-folders for the k-NN probe")
 flags.DEFINE_integer("per_class", 100, "at most this many eval cells per class")
 

@@ -18,7 +18,6 @@ cellssl_jax/assets/encoder_default.msgpack); every field of the file comes from 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -26,11 +25,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from cellssl_jax.data import shared_data_dir
 from cellssl_jax.encoder import DEFAULT_ENCODER
 from cellssl_jax.splits import file_id, three_way_split
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED = shared_data_dir()
 UNLABELLED = ("acevedo_pbc_unlabelled", "matek_blood_unlabelled", "wbc_crops_unlabelled")
 STAGES = {  # config, PBC dev parts used, extra unlabelled folders, default steps
     "gpu": ("bundled_encoder.py", ("fit", "validation"), (), 1223),

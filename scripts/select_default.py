@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,13 +30,13 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
 from cellssl_jax.classify import classify_features
+from cellssl_jax.data import shared_data_dir
 from cellssl_jax.encoder import DEFAULT_ENCODER
 from cellssl_jax.fewshot.features import Features, load_features, save_features
 from cellssl_jax.fewshot.sampling import sample_per_class
 from cellssl_jax.splits import file_id, three_way_split
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED = shared_data_dir()
 CLASSIFIERS = ("svm", "lr")
 N_PER_CLASS = 50
 COLOUR = "colorhist"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cellssl_jax.data import shared_data_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,8 +22,8 @@ def features_cache(tmp_path_factory, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real-image folder (env CELLSSL_SHARED_DATA, default <repo>/../shared/data)."""
-    root = Path(os.environ.get("CELLSSL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    """The real-image folder (`cellssl_jax.data.shared_data_dir()`)."""
+    root = shared_data_dir()
     if not root.is_dir():
         pytest.skip(
             f"real data not found at {root} (set CELLSSL_SHARED_DATA to the shared/data folder)"
