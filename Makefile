@@ -1,9 +1,10 @@
-# Two entry points for a fresh clone: `make demo` and `make test`. Both create .venv first.
+# Entry points for a fresh clone: `make demo`, `make test` (everything) and `make test-fast`
+# (the edit-test loop: no slow or parity tests). Each creates .venv first.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-fast lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +22,10 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed-test
 	$(BIN)/ruff check cellssl_jax tests scripts configs
 	$(BIN)/python -m pytest -q tests
+
+test-fast: $(BIN)/.installed-test
+	$(BIN)/ruff check cellssl_jax tests scripts configs
+	$(BIN)/python -m pytest -q -m "not slow and not parity" tests
 
 clean:
 	rm -rf $(VENV) demo_out

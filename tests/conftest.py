@@ -9,7 +9,36 @@ import pytest
 
 from cellssl_jax.data import shared_data_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# The tiny encoder (a 32-wide, one-block XCiT): tests that need its config import it from here.
+TINY_XCIT = dict(patch_size=16, embed_dim=32, depth=1, num_heads=2, eta=1.0, tokens_norm=False)
+
+
+# Tests by cost (markers registered in pyproject.toml): files or single tests (node ids under
+# tests/) that take seconds each on 2 cores, measured with `pytest --durations=0`.
+SLOW = (
+    "test_train.py",
+    "test_multihost.py",
+    "test_parallel.py",
+    "test_bf16.py",
+    "test_paper_preset.py",
+    "test_dino_step.py",
+    "test_demo.py::test_demo_end_to_end",
+    "test_dino_augment.py::test_prepass_is_shared_by_every_view",
+    "test_dino_augment.py::test_batch_views_shapes_range_and_determinism",
+    "test_dino_augment.py::test_perspective_probability_is_per_view",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark by cost: SLOW above; `parity` where timm's reference models are built; `real_data`
+    where the shared real cells are read."""
+    for item in items:
+        if item.nodeid.removeprefix("tests/").startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+        if "timm_xcit" in item.fixturenames:
+            item.add_marker(pytest.mark.parity)
+        if "shared_data" in item.fixturenames:
+            item.add_marker(pytest.mark.real_data)
 
 
 @pytest.fixture(autouse=True)
@@ -70,10 +99,15 @@ def timm_xcit():
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> Path:
-    """A random-weight one-block XCiT-nano encoder file (fast stand-in for the bundled one)."""
-    from cellssl_jax.encoder import random_init_encoder
-    from cellssl_jax.models.xcit import XCIT_VARIANTS
+    """The one fast stand-in for the bundled encoder: `XCiT(**TINY_XCIT).init` at PRNGKey(0)
+    (what `random_init_encoder` writes, test_encoder checks), saved as `tiny.msgpack`."""
+    import jax
+    import jax.numpy as jnp
 
-    config = dict(XCIT_VARIANTS["xcit_nano_12_p16"], depth=1)
+    from cellssl_jax.encoder import save_encoder
+    from cellssl_jax.models.pixels import PAPER_MEAN, PAPER_STD
+    from cellssl_jax.models.xcit import XCiT
+
+    variables = jax.jit(XCiT(**TINY_XCIT).init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
     path = tmp_path_factory.mktemp("encoder") / "tiny.msgpack"
-    return random_init_encoder(path, "xcit_nano_12_p16", config, (0.5,) * 3, (0.5,) * 3)
+    return save_encoder(path, "custom", TINY_XCIT, variables, PAPER_MEAN, PAPER_STD, "test init")

@@ -93,7 +93,7 @@ def test_xcit_features_with_encoder_file(lab, tmp_path, tiny_encoder):
                                    tiny_encoder)
     assert summary["features"] == "tiny" and len(summary["features_sha256"]) == 64
     feats = classify.load_features(tmp_path / "o" / "labelled_features.npz")
-    assert feats.features.shape == (18, 128)
+    assert feats.features.shape == (18, 32)
     written = rows(tmp_path / "o" / "predictions.csv")  # the returned predictions, in order
     assert [r["file"] for r in written] == [Path(p).name for p in result.paths]
     assert [r["predicted"] for r in written] == [result.class_names[k] for k in result.predicted]
@@ -105,7 +105,7 @@ def test_default_features_are_encoder_beside_colour(lab, tmp_path, tiny_encoder)
                              "--out", str(tmp_path / "o"), "--checkpoint", str(tiny_encoder)])
     assert summary["features"] == "tiny+colorhist_3x32"
     feats = classify.load_features(tmp_path / "o" / "labelled_features.npz")
-    assert feats.features.shape == (18, 128 + 96)
+    assert feats.features.shape == (18, 32 + 96)
 
 
 def synthetic(per_class: list[int], seed: int = 0) -> Features:

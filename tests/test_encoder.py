@@ -8,26 +8,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TINY_XCIT as CONFIG
 
-from cellssl_jax.encoder import load_encoder, random_init_encoder, save_encoder
+from cellssl_jax.encoder import load_encoder, random_init_encoder
 from cellssl_jax.models.xcit import XCiT
 
-CONFIG = dict(patch_size=16, embed_dim=32, depth=1, num_heads=2, eta=1.0, tokens_norm=False)
 
-
-@pytest.fixture()
-def encoder_file(tmp_path):
+def _model_and_variables():
+    """The tiny encoder's model and the variables its file holds (PRNGKey(0), as conftest)."""
     model = XCiT(**CONFIG)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
-    path = save_encoder(tmp_path / "enc.msgpack", "custom", CONFIG, variables,
-                        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), source="test init")
-    return path, model, variables
+    return model, jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
 
 
-def test_round_trip_and_embed_matches_model(encoder_file):
-    path, model, variables = encoder_file
+def test_round_trip_and_embed_matches_model(tiny_encoder):
+    path, (model, variables) = tiny_encoder, _model_and_variables()
     enc = load_encoder(path)
-    assert enc.name == "enc" and enc.dim == 32 and enc.arch == "custom"
+    assert enc.name == "tiny" and enc.dim == 32 and enc.arch == "custom"
     assert enc.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert enc.source == "test init"
     np.testing.assert_array_equal(enc.mean, [0.5] * 3)
@@ -41,8 +37,8 @@ def test_round_trip_and_embed_matches_model(encoder_file):
     assert enc.embed(np.zeros((0, 48, 40, 3), np.uint8)).shape == (0, 32)
 
 
-def test_bad_inputs_raise_clear_errors(encoder_file, tmp_path):
-    enc = load_encoder(encoder_file[0])
+def test_bad_inputs_raise_clear_errors(tiny_encoder, tmp_path):
+    enc = load_encoder(tiny_encoder)
     with pytest.raises(ValueError, match="uint8 images"):
         enc.embed(np.zeros((2, 32, 32, 3), np.float32))
     with pytest.raises(FileNotFoundError, match="not found"):
@@ -53,8 +49,8 @@ def test_bad_inputs_raise_clear_errors(encoder_file, tmp_path):
         load_encoder(junk)
 
 
-def test_random_init_encoder_is_the_seeded_model_init(encoder_file, tmp_path):
-    path, _, variables = encoder_file  # the fixture is XCiT(**CONFIG).init at PRNGKey(0)
+def test_random_init_encoder_is_the_seeded_model_init(tiny_encoder, tmp_path):
+    variables = load_encoder(tiny_encoder).variables  # XCiT(**CONFIG).init at PRNGKey(0)
     rand = load_encoder(random_init_encoder(tmp_path / "r.msgpack", "custom", CONFIG,
                                             mean=(0.5,) * 3, std=(0.5,) * 3, input_size=48))
     assert rand.input_size == 48 and rand.meta["model_config"] == CONFIG

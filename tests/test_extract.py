@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TINY_XCIT as CONFIG
 from PIL import Image
 
 from cellssl_jax import colorhist
@@ -12,16 +13,6 @@ from cellssl_jax.encoder import load_encoder, save_encoder
 from cellssl_jax.extract import Extractor, bucket_size, extract, main
 from cellssl_jax.fewshot.features import load_features
 from cellssl_jax.models.xcit import XCiT
-
-CONFIG = dict(patch_size=16, embed_dim=32, depth=1, num_heads=2, eta=1.0, tokens_norm=False)
-
-
-@pytest.fixture(scope="module")
-def encoder_file(tmp_path_factory):
-    model = XCiT(**CONFIG)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
-    path = tmp_path_factory.mktemp("enc") / "tiny.msgpack"
-    return save_encoder(path, "custom", CONFIG, variables, (0.5,) * 3, (0.5,) * 3, "test init")
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +48,10 @@ def test_colour_histogram_matches_numpy():
         colorhist.colour_histogram(img.astype(np.float32))
 
 
-def test_extract_folder_matches_encoder_and_lists_skipped(encoder_file, folder, tmp_path):
+def test_extract_folder_matches_encoder_and_lists_skipped(tiny_encoder, folder, tmp_path):
     out = tmp_path / "f.npz"
     stats = main(
-        ["--images", str(folder), "--checkpoint", str(encoder_file), "--out", str(out)]
+        ["--images", str(folder), "--checkpoint", str(tiny_encoder), "--out", str(out)]
         + ["--batch_size", "4"]
     )
     feats = load_features(out)
@@ -69,7 +60,7 @@ def test_extract_folder_matches_encoder_and_lists_skipped(encoder_file, folder, 
     assert np.bincount(feats.labels).tolist() == [20, 20]
     assert feats.skipped == [str(folder / "neutrophil" / "broken.jpg")]
     assert stats["shapes"] == [(32, 32), (64, 64)]  # two native sizes -> two buckets
-    enc = load_encoder(encoder_file)
+    enc = load_encoder(tiny_encoder)
     assert feats.encoder == "tiny" and feats.encoder_sha256 == enc.sha256
     assert feats.read_size == "native/32"  # recorded so evaluate can refuse mixed reads
     # row i is the encoder's CLS feature of path i, resized to its bucket
@@ -209,15 +200,15 @@ def test_odd_input_size_reads_like_timm(timm_xcit, tmp_path):
     assert np.abs(ref[0] - ref[1]).max() > 1e-2  # the two cells give different features
 
 
-def test_native_size_reads_every_image_as_it_is(encoder_file, folder, tmp_path):
+def test_native_size_reads_every_image_as_it_is(tiny_encoder, folder, tmp_path):
     """--image_size native: no resizing; images of one size are batched together."""
     out = tmp_path / "n.npz"
-    stats = main(["--images", str(folder), "--checkpoint", str(encoder_file), "--out", str(out),
+    stats = main(["--images", str(folder), "--checkpoint", str(tiny_encoder), "--out", str(out),
                   "--batch_size", "4", "--image_size", "native"])
     assert stats["shapes"] == [(30, 34), (60, 64)]
     feats = load_features(out)
     assert feats.read_size == "native"
-    enc = load_encoder(encoder_file)
+    enc = load_encoder(tiny_encoder)
     for i in (0, 1):  # 00.png is 60x64, 01.png 30x34
         image = np.asarray(Image.open(feats.paths[i]))
         np.testing.assert_allclose(feats.features[i], enc.embed(image[None])[0], atol=1e-5)
@@ -228,8 +219,8 @@ def test_native_size_reads_every_image_as_it_is(encoder_file, folder, tmp_path):
         Extractor("xcit", enc, image_size="big")
 
 
-def test_combined_features_are_the_two_kinds_side_by_side(folder, encoder_file, tmp_path):
-    enc = load_encoder(encoder_file)
+def test_combined_features_are_the_two_kinds_side_by_side(folder, tiny_encoder, tmp_path):
+    enc = load_encoder(tiny_encoder)
     feats = {}
     for kind in ("xcit", "colorhist", "xcit+colorhist"):
         extract(FolderSource(folder), "spec", Extractor(kind, enc, batch_size=4),
@@ -275,12 +266,12 @@ def test_extract_tfds_split_matches_folder(tmp_path):
         assert y == ref_y
 
 
-def test_real_rgba_tiffs_and_jpegs(shared_data, encoder_file, tmp_path):
+def test_real_rgba_tiffs_and_jpegs(shared_data, tiny_encoder, tmp_path):
     """Matek blood's 400x400 RGBA TIFFs -> one 384x384 bucket; Acevedo JPEGs -> histograms."""
     out = tmp_path / "blood.npz"
     stats = main(
         ["--images", str(shared_data / "matek_blood_tiff_dev"), "--out", str(out)]
-        + ["--checkpoint", str(encoder_file), "--batch_size", "4"]
+        + ["--checkpoint", str(tiny_encoder), "--batch_size", "4"]
     )
     feats = load_features(out)
     assert stats["shapes"] == [(384, 384)] and feats.features.shape == (10, 32)

@@ -108,4 +108,4 @@ def test_default_features_are_the_pair_classify_uses(tmp_path, tiny_encoder):
     select.main(["--images", str(SAMPLE / "unlabelled"), "--budget", "4",
                  "--checkpoint", str(tiny_encoder), "--out", str(out)])
     feats = load_features(out / "features.npz")
-    assert feats.encoder == "tiny+colorhist_3x32" and feats.dim == 128 + 96
+    assert feats.encoder == "tiny+colorhist_3x32" and feats.dim == 32 + 96
