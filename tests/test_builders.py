@@ -207,9 +207,12 @@ def test_missing_or_wrong_manual_dir_names_the_layout(tmp_path, capsys):
 
 
 def test_builders_and_evaluate_share_one_vocabulary_and_one_split(fake_bm, tmp_path):
-    for builder in (acevedo.Acevedo, matek_bm.MatekBm, matek_blood.MatekBlood, raabin.Raabin):
-        assert builder.CLASS_NAMES == tuple(vocab.DATASETS[builder.name])
-    prepare("matek_bm", fake_bm, tmp_path / "d")
+    for module in (acevedo, matek_bm, matek_blood, raabin):
+        assert module.CLASS_NAMES == tuple(vocab.DATASETS[module.__name__.rsplit(".", 1)[1]])
+    builder = prepare("matek_bm", fake_bm, tmp_path / "d")
+    assert builder.info.features["label"].names == list(vocab.MATEK_BM)
+    assert "classes. Labels: 0=ABE, 1=ART, 2=BAS," in builder.info.description
+    assert builder.info.description.endswith(", 20=PMO")
     test_ids = {it["id"] for it in _read_all("matek_bm", "test", tmp_path / "d")}
     # The same folder as a features file numbers its 3 classes 0..2 (the builder: 3, 5, 20).
     paths = sorted(fake_bm.rglob("*.jpg"))

@@ -38,13 +38,10 @@ class Acevedo(CellImageBuilder):
     """Healthy peripheral-blood cells; the `subtype` feature keeps the finer ig/neutrophil codes."""
 
     name = "acevedo"
-    CLASS_NAMES = CLASS_NAMES
     LAYOUT = LAYOUT
     DESCRIPTION = (
         "17,092 normal peripheral-blood cells (CellaVision DM96, May-Grünwald-Giemsa, mostly "
-        "360x363 JPEG) in 8 classes, byte-identical duplicates removed. Labels: "
-        + ", ".join(f"{i}={c}" for i, c in enumerate(CLASS_NAMES))
-        + f". subtype: {SUBTYPE_NOTE}."
+        f"360x363 JPEG) in 8 classes, byte-identical duplicates removed. subtype: {SUBTYPE_NOTE}."
     )
     HOMEPAGE = "https://doi.org/10.17632/snkd93bnjr.1"
     CITATION = (

@@ -27,6 +27,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tqdm import tqdm
 
+from cellssl_jax import vocab
 from cellssl_jax.data.images import UnreadableImage, decode_rgb
 from cellssl_jax.splits import SPLIT_SEED, TRAIN_FRACTION, stratified_split
 
@@ -104,12 +105,12 @@ def _write_csv(path: Path, header: Sequence[str], rows: list[Sequence[str]]) -> 
 
 
 class CellImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Base of the cell builders; subclasses set the class vocabulary and list the records."""
+    """Base of the cell builders; subclasses describe a release and list its records. The label
+    order is the dataset's vocabulary (`cellssl_jax/vocab.py`, keyed by the builder's name)."""
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
-    CLASS_NAMES: tuple[str, ...] = ()
-    DESCRIPTION = ""
+    DESCRIPTION = ""  # the label list is appended
     HOMEPAGE = ""
     CITATION = ""
     LAYOUT = ""  # one line naming the expected manual-directory layout, used in errors
@@ -129,7 +130,8 @@ class CellImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             **self._extra_features(),
         }
         return self.dataset_info_from_configs(
-            description=self.DESCRIPTION,
+            description=f"{self.DESCRIPTION} Labels: "
+            + ", ".join(f"{i}={c}" for i, c in enumerate(self.class_names)),
             features=tfds.features.FeaturesDict(features),
             supervised_keys=("image", "label"),
             homepage=self.HOMEPAGE or None,
@@ -143,7 +145,7 @@ class CellImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     @property
     def class_names(self) -> Sequence[str]:
-        return self.CLASS_NAMES
+        return tuple(vocab.DATASETS[self.name])
 
     def _list_records(self, manual_dir: Path) -> tuple[Path, list[Record]]:
         """(dataset root, candidate records) from the manual directory."""

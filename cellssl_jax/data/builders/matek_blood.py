@@ -30,11 +30,10 @@ class MatekBlood(CellImageBuilder):
     """Peripheral-blood single cells of AML patients and controls; RGBA TIFFs stored as RGB."""
 
     name = "matek_blood"
-    CLASS_NAMES = CLASS_NAMES
     LAYOUT = LAYOUT
     DESCRIPTION = (
         "18,365 expert-labelled peripheral-blood cells (100x oil, 400x400 TIFF, alpha dropped) "
-        "in 15 classes. Labels: " + ", ".join(f"{i}={c}" for i, c in enumerate(CLASS_NAMES))
+        "in 15 classes."
     )
     HOMEPAGE = "https://doi.org/10.7937/tcia.2019.36f5o9ld"
     CITATION = (

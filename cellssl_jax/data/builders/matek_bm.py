@@ -27,11 +27,10 @@ class MatekBm(CellImageBuilder):
     """Bone-marrow single cells, the paper's DINO pretraining data (train split)."""
 
     name = "matek_bm"
-    CLASS_NAMES = CLASS_NAMES
     LAYOUT = LAYOUT
     DESCRIPTION = (
         "171,374 expert-annotated bone-marrow cells (May-Grünwald-Giemsa, 40x oil, 250x250 "
-        "JPEG) in 21 classes. Labels: " + ", ".join(f"{i}={c}" for i, c in enumerate(CLASS_NAMES))
+        "JPEG) in 21 classes."
     )
     HOMEPAGE = "https://doi.org/10.7937/TCIA.AXH3-T579"
     CITATION = (

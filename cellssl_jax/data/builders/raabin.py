@@ -35,13 +35,11 @@ class Raabin(CellImageBuilder):
     """Raabin-WBC cropped white cells; splits follow the release (train / test=TestA / test_b)."""
 
     name = "raabin"
-    CLASS_NAMES = CLASS_NAMES
     LAYOUT = LAYOUT
     DESCRIPTION = (
         "Raabin-WBC cropped white blood cells (Olympus CX18 / Zeiss microscopes, smartphone "
         "cameras, ~575x575 JPEG) in 5 classes with the release's own splits: train=Train, "
-        "test=TestA, test_b=TestB, all=their union. Labels: "
-        + ", ".join(f"{i}={c}" for i, c in enumerate(CLASS_NAMES))
+        "test=TestA, test_b=TestB, all=their union."
     )
     HOMEPAGE = "https://raabindata.com/free-data/"
     CITATION = (
