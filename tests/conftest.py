@@ -9,13 +9,14 @@ import pytest
 
 from cellssl_jax.data import shared_data_dir
 
-# The tiny encoder (a 32-wide, one-block XCiT): tests that need its config import it from here.
-TINY_XCIT = dict(patch_size=16, embed_dim=32, depth=1, num_heads=2, eta=1.0, tokens_norm=False)
+# The tiny encoder (32 wide, one block, 4 heads); tests that need its config import it from here.
+TINY_XCIT = dict(patch_size=16, embed_dim=32, depth=1, num_heads=4, eta=1.0, tokens_norm=False)
 
 
 # Tests by cost (markers registered in pyproject.toml): files or single tests (node ids under
 # tests/) that take seconds each on 2 cores, measured with `pytest --durations=0`.
 SLOW = (
+    # training runs, multi-device subprocesses
     "test_train.py",
     "test_multihost.py",
     "test_parallel.py",
@@ -23,9 +24,23 @@ SLOW = (
     "test_paper_preset.py",
     "test_dino_step.py",
     "test_demo.py::test_demo_end_to_end",
+    # 10 s or more each at load 10 (2026-11-30; `make test-fast` took 9.5 min with them)
     "test_dino_augment.py::test_prepass_is_shared_by_every_view",
     "test_dino_augment.py::test_batch_views_shapes_range_and_determinism",
     "test_dino_augment.py::test_perspective_probability_is_per_view",
+    "test_dino_state.py::test_teacher_is_a_copy_and_init_is_seeded",
+    "test_encoder.py::test_random_init_encoder_is_the_seeded_model_init",
+    "test_encoder.py::test_round_trip_and_embed_matches_model",
+    "test_cache.py::test_second_classify_with_another_classifier_does_no_encoder_forward",
+    "test_cache.py::test_extract_select_and_read_size_share_the_cache_correctly",
+    "test_cli.py::test_no_backend_noise_but_the_package_lines",
+    "test_xcit.py::test_bfloat16_compute_keeps_float32_params",
+    "test_xcit.py::test_train_mode_updates_batch_stats_and_uses_dropout_rng",
+    "test_xcit.py::test_batchnorm_tracks_unbiased_variance_like_torch",
+    "test_xcit.py::test_output_shapes_non_square_and_odd_sizes",
+    "test_convert.py::test_infer_arch_from_shapes[xcit_large",
+    "test_convert.py::test_round_trip_without_torch",
+    "test_extract.py::test_extract_folder_matches_encoder_and_lists_skipped",
 )
 
 

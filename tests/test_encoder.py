@@ -33,7 +33,7 @@ def test_round_trip_and_embed_matches_model(tiny_encoder):
     ref = jax.jit(model.apply)(variables, images.astype(np.float32) / 127.5 - 1.0)["cls"]
     np.testing.assert_allclose(feats, ref, atol=1e-5)
     out = enc.forward(images)
-    assert out["cls_attention"].shape == (3, 2, 3, 3)
+    assert out["cls_attention"].shape == (3, 4, 3, 3)
     assert enc.embed(np.zeros((0, 48, 40, 3), np.uint8)).shape == (0, 32)
 
 
