@@ -20,7 +20,7 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m cellssl_jax.demo --out demo_out
 
 test: $(BIN)/.installed-test
-	$(BIN)/ruff check cellssl_jax tests scripts configs
+	$(BIN)/ruff check cellssl_jax tests scripts
 	$(BIN)/python -m pytest -q tests
 
 test-fast: $(BIN)/.installed-test

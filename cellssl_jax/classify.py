@@ -29,7 +29,7 @@ from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_pred
 
 from cellssl_jax.cache import cache_root
 from cellssl_jax.data.images import relative_name
-from cellssl_jax.data.pipeline import FolderSource
+from cellssl_jax.data.reading import FolderSource
 from cellssl_jax.extract import (
     FEATURE_KINDS,
     Extractor,

@@ -47,7 +47,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from cellssl_jax import colorhist
 from cellssl_jax.cache import FeatureTable, cache_root, pixel_key
 from cellssl_jax.data.images import UnreadableImage, doubts
-from cellssl_jax.data.pipeline import FolderSource, resize_rgb, tfds_source
+from cellssl_jax.data.reading import FolderSource, resize_rgb, tfds_source
 from cellssl_jax.fewshot.features import save_features
 from cellssl_jax.logs import logging_to
 

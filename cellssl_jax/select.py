@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from cellssl_jax.cache import cache_root
 from cellssl_jax.classify import DEFAULT_FEATURES, folder_features
 from cellssl_jax.data.images import UnreadableImage, read_rgb, relative_name
-from cellssl_jax.data.pipeline import FolderSource
+from cellssl_jax.data.reading import FolderSource
 from cellssl_jax.extract import FEATURE_KINDS, add_cache_flag, load_extractor
 from cellssl_jax.logs import log_to_console
 

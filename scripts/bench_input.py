@@ -1,87 +1,85 @@
-"""Images/s of the input path (decode + resize to uint8) on this CPU, for PBC and BM files.
+"""Images/s of the training input (decode + resize to uint8 batches) on this CPU: grain with
+reader threads, grain with worker processes, and the pre-grain pipeline, on the same files.
 
-    .venv/bin/python scripts/bench_input.py --data ../shared/data --out bench_input.json
+    .venv/bin/python scripts/bench_input.py --data ../shared/data --workers 2 [--old_ref 057e21c]
 
-Measures, per dataset: single-thread decode (read_rgb), single-thread decode+resize, and the
-full `host_batches` pipeline (thread pool + prefetch) from the image folder and from a prepared
-TFDS array_record split. Prints and writes one JSON object.
+Per dataset (PBC and BM dev folders): single-thread decode+resize (the per-core ceiling), then
+`host_batches` at `--workers` threads, at `--workers` processes, and the thread pool that
+`data/pipeline.py` was before grain, loaded from git (`git show <old_ref>:...`, so no copy of
+it lives here). The first batch (start-up) is not timed. Prints and writes one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from absl import flags
+
 from cellssl_jax.data import shared_data_dir
 from cellssl_jax.data.images import read_rgb, scan_folder
-from cellssl_jax.data.pipeline import FolderSource, host_batches, resize_rgb, tfds_source
-from cellssl_jax.data.prepare import prepare
+from cellssl_jax.data.pipeline import host_batches
+from cellssl_jax.data.reading import FolderSource, resize_rgb
 
-DATASETS = {"pbc": ("acevedo_pbc_dev", "acevedo"), "bm": ("matek_bm_dev", "matek_bm")}
-
-
-def _rate(fn, items) -> float:
-    start = time.perf_counter()
-    for item in items:
-        fn(item)
-    return len(items) / (time.perf_counter() - start)
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = {"pbc": "acevedo_pbc_dev", "bm": "matek_bm_dev"}
+OLD_PIPELINE = "cellssl_jax/data/pipeline.py"
 
 
-def _pipeline_rate(source, n: int, size: int, batch: int, workers: int) -> float:
-    steps = max(1, n // batch)
-    it = host_batches(
-        source,
-        batch_size_per_device=batch,
-        image_size=(size, size),
-        seed=0,
-        local_devices=1,
-        process_index=0,
-        process_count=1,
-        workers=workers,
-    )
-    next(it)  # pool start-up and first batch are not steady state
+def old_pipeline(ref: str):
+    """The module `data/pipeline.py` as it was at git `ref` (its imports still resolve)."""
+    text = subprocess.run(["git", "show", f"{ref}:{OLD_PIPELINE}"], cwd=REPO, check=True,
+                          capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "old_pipeline.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("old_pipeline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rate(batches, steps: int, batch: int) -> float:
+    next(batches)  # start-up (threads, processes) and the first batch are not steady state
     start = time.perf_counter()
     for _ in range(steps):
-        next(it)
+        next(batches)
     rate = steps * batch / (time.perf_counter() - start)
-    it.close()
-    return rate
+    batches.close()
+    return round(rate, 1)
 
 
-def bench(data: Path, n: int, size: int, batch: int, workers: int) -> dict:
-    results: dict = {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "image_size": size,
-        "images_per_measure": n,
-        "batch": batch,
-        "workers": workers,
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        for key, (folder, builder) in DATASETS.items():
-            root = data / folder
-            paths = scan_folder(root).paths[:n]
-            for p in paths:  # warm the page cache so disk is not what we time
-                p.read_bytes()
-            prepare(builder, root, Path(tmp))
-            results[key] = {
-                "files": folder,
-                "decode_1thread": round(_rate(read_rgb, paths), 1),
-                "decode_resize_1thread": round(
-                    _rate(lambda p: resize_rgb(read_rgb(p), (size, size)), paths), 1
-                ),
-                "pipeline_folder": round(
-                    _pipeline_rate(FolderSource(root), n, size, batch, workers), 1
-                ),
-                "pipeline_tfds": round(
-                    _pipeline_rate(tfds_source(builder, "train", tmp), n, size, batch, workers), 1
-                ),
-            }
+def bench(data: Path, n: int, size: int, batch: int, workers: int, old) -> dict:
+    results: dict = {"cpu": platform.processor() or platform.machine(),
+                     "cpu_count": os.cpu_count(), "image_size": size,
+                     "images_per_measure": n, "batch": batch, "workers": workers}
+    kw = dict(batch_size_per_device=batch, image_size=(size, size), seed=0, local_devices=1,
+              process_index=0, process_count=1)
+    steps = max(1, n // batch)
+    for key, folder in DATASETS.items():
+        root = data / folder
+        paths = scan_folder(root).paths[:n]
+        for p in paths:  # warm the page cache so disk is not what we time
+            p.read_bytes()
+        start = time.perf_counter()
+        for p in paths:
+            resize_rgb(read_rgb(p), (size, size))
+        source = FolderSource(root)
+        results[key] = {
+            "files": folder,
+            "decode_resize_1thread": round(len(paths) / (time.perf_counter() - start), 1),
+            "grain_threads": _rate(host_batches(source, workers=workers, **kw), steps, batch),
+            "grain_processes": _rate(host_batches(source, worker_processes=workers, **kw),
+                                     steps, batch),
+            "old_thread_pool": _rate(old.host_batches(old.FolderSource(root), workers=workers,
+                                                      **kw), steps, batch),
+        }
     return results
 
 
@@ -94,16 +92,20 @@ def main() -> None:
         type=Path,
         default=shared_data_dir(),
     )
-    parser.add_argument("--n", type=int, default=1024, help="images per measurement")
+    parser.add_argument("--n", type=int, default=512, help="images per measurement")
     parser.add_argument("--image_size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--old_ref", default="057e21c",
+                        help="git commit holding the pre-grain pipeline")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
-    missing = [f for f, _ in DATASETS.values() if not (args.data / f).is_dir()]
+    missing = [f for f in DATASETS.values() if not (args.data / f).is_dir()]
     if missing:
         raise SystemExit(f"{args.data} lacks {missing}; pass --data <shared/data folder>")
-    results = bench(args.data, args.n, args.image_size, args.batch, args.workers)
+    flags.FLAGS.mark_as_parsed()  # grain reads its options from absl flags (defaults here)
+    results = bench(args.data, args.n, args.image_size, args.batch, args.workers,
+                    old_pipeline(args.old_ref))
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

@@ -1,6 +1,6 @@
 """Throughput of the DINO train step (augmentation + student/teacher + update) for a preset.
 
-    python scripts/bench_train.py --config configs/cpu_tiny.py [--steps 10] [--config.x=y ...]
+    python scripts/bench_train.py --config cpu_tiny [--steps 10] [--config.x=y ...]
 
 Runs the step on synthetic uint8 images at the config's pipeline size over all local devices
 and prints compile time, img/s, the analytic FLOP per image (cellssl_jax/models/flops.py: the
@@ -21,17 +21,10 @@ from absl import app, flags
 
 from cellssl_jax.dino.step import StepConfig, make_parallel
 from cellssl_jax.models.flops import dino_sample_flops
-from cellssl_jax.train import (
-    augment_config,
-    backbone_config,
-    build_models,
-    init_state,
-    make_schedules,
-    make_tx,
-    parse_flags,
-)
+from cellssl_jax.train import parse_flags
+from cellssl_jax.trainer import build
 
-# --config comes with cellssl_jax.train (same preset files and overrides).
+# --config comes with cellssl_jax.train (same presets and overrides).
 flags.DEFINE_integer("steps", 10, "timed steps (after one compile/warm-up step)")
 flags.DEFINE_float("peak_tflops", 0.0, "accelerator peak TFLOP/s for MFU (0: not reported)")
 FLAGS = flags.FLAGS
@@ -45,14 +38,11 @@ def main(argv: list[str]) -> None:
     n_dev = jax.local_device_count()
     if config.batch_size % n_dev:
         raise SystemExit(f"batch_size {config.batch_size} is not a multiple of {n_dev} devices")
-    arch_kw = backbone_config(config)
-    student, teacher = build_models(config, arch_kw)
-    sched = make_schedules(config, steps_per_epoch=100, total_steps=1000)
-    aug = augment_config(config)
-    tx = make_tx(config, sched)
-    state = init_state(config, student, tx)
-    par = make_parallel(config.parallel, student=student, teacher=teacher, tx=tx,
-                        cfg=StepConfig(augment=aug, schedules=sched))
+    run = build(config, num_examples=100 * config.batch_size)  # 100 steps an epoch
+    arch_kw, student, aug = run.arch_kw, run.student, run.augment
+    state = run.init_state()
+    par = make_parallel(config.parallel, student=student, teacher=run.teacher, tx=run.tx,
+                        cfg=StepConfig(augment=aug, schedules=run.schedules))
     size = config.data.image_size
     per_dev = config.batch_size // n_dev
     images = np.random.default_rng(0).integers(0, 256, (n_dev, per_dev, size, size, 3), np.uint8)

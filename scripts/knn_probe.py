@@ -3,9 +3,9 @@ model at initialisation by k-NN on cells it never saw.
 
     python scripts/knn_probe.py --workdir runs/probe --steps 300 \\
         --train ../shared/data/matek_bm_dev --eval ../shared/data/acevedo_pbc_dev \\
-        [--config configs/cpu_tiny.py] [--config.dino.momentum_teacher=0.98 ...]
+        [--config cpu_tiny] [--config.dino.momentum_teacher=0.98 ...]
 
-Trains --config (default `configs/cpu_tiny.py`; overrides `--config.<field>=<value>` as in
+Trains --config (default the `cpu_tiny` preset; overrides `--config.<field>=<value>` as in
 `python -m cellssl_jax.train`) on --train for --steps (resuming/skipping if --workdir already
 holds that many), exports the teacher at initialisation (same seed) too, embeds up to
 --per_class cells per class of --eval at the config's image size, and reports: the mean loss
@@ -26,21 +26,11 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 
 import cellssl_jax.train
-from cellssl_jax.checkpoints import export_teacher
 from cellssl_jax.data import shared_data_dir
-from cellssl_jax.data.pipeline import FolderSource, resize_rgb
+from cellssl_jax.data.reading import FolderSource, read_images, resize_rgb
 from cellssl_jax.encoder import load_encoder
-from cellssl_jax.train import (
-    augment_config,
-    backbone_config,
-    build_models,
-    check_usage,
-    init_state,
-    make_schedules,
-    make_tx,
-    parse_flags,
-    train_and_evaluate,
-)
+from cellssl_jax.train import check_usage, parse_flags
+from cellssl_jax.trainer import ConfigError, Stopped, build, export_teacher, train_and_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,16 +59,19 @@ def main(argv: list[str]) -> None:
     config = FLAGS.config
     config.data.folder = FLAGS.train
     config.total_steps = FLAGS.steps
-    trained = train_and_evaluate(config, workdir)
+    try:
+        trained = train_and_evaluate(config, workdir)
+    except ConfigError as err:
+        raise SystemExit(f"knn_probe: {err}") from None
+    except Stopped as err:  # already logged
+        raise SystemExit(err.exit_code) from None
 
     # the same model at initialisation (same seed -> same initial teacher as the run's)
-    arch_kw = backbone_config(config)
-    student, _ = build_models(config, arch_kw)
-    state0 = init_state(config, student, make_tx(config, make_schedules(config, 1, FLAGS.steps)))
-    aug = augment_config(config)
-    init_path = export_teacher(workdir / "encoder_init.msgpack", state0,
-                               arch=config.model.arch, model_config=arch_kw,
-                               mean=aug.mean, std=aug.std, source="DINO teacher at init")
+    run = build(config, num_examples=config.batch_size)
+    init_path = export_teacher(workdir / "encoder_init.msgpack", run.init_state(),
+                               arch=config.model.arch, model_config=run.arch_kw,
+                               mean=run.augment.mean, std=run.augment.std,
+                               source="DINO teacher at init")
 
     source = FolderSource(FLAGS.eval)
     rng = np.random.default_rng(0)
@@ -86,10 +79,12 @@ def main(argv: list[str]) -> None:
     idx = np.concatenate([rng.permutation(np.flatnonzero(labels_all == c))[: FLAGS.per_class]
                           for c in np.unique(labels_all)])
     size = (config.data.image_size, config.data.image_size)
-    images = np.stack([resize_rgb(source[int(i)]["image"], size) for i in idx])
-    labels = labels_all[idx]
+    resize = lambda item: {**item, "image": resize_rgb(item["image"], size)}  # noqa: E731
+    read = [it for it in read_images(source, idx, resize) if it["image"] is not None]
+    images = np.stack([it["image"] for it in read])
+    labels = labels_all[[it["index"] for it in read]]
 
-    result: dict = {"eval_cells": len(idx), "eval_classes": len(np.unique(labels)),
+    result: dict = {"eval_cells": len(labels), "eval_classes": len(np.unique(labels)),
                     "image_size": size[0], "steps": FLAGS.steps}
     for name, path in (("init", init_path), ("trained", trained)):
         enc = load_encoder(path)
@@ -112,5 +107,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    default = str(REPO / "configs" / "cpu_tiny.py")
-    app.run(main, flags_parser=functools.partial(parse_flags, default_config=default))
+    app.run(main, flags_parser=functools.partial(parse_flags, default_config="cpu_tiny"))

@@ -1,9 +1,9 @@
 """Recreate the bundled encoder, in one of its two stages (docs/MODEL_CARD.md).
 
-`--stage gpu`: DINO from scratch (`configs/bundled_encoder.py`) on the BM dev cells and the PBC
+`--stage gpu`: DINO from scratch (preset `bundled_encoder`) on the BM dev cells and the PBC
 cells of the builders' 70/30 *train* part, as 128 px copies; 1,223 steps took 4.4 min on one
 H200 (docs/measurements/2026-11-26_h200). `--stage cpu`: continues a stage-gpu encoder
-(`--init_encoder`, default the shipped file) on a 2-core CPU (`configs/bundled_cpu.py`) on more
+(`--init_encoder`, default the shipped file) on a 2-core CPU (preset `bundled_cpu`) on more
 cells: BM dev, the PBC *fit* part only (never validation or test, `three_way_split`), and the
 unlabelled PBC, AML-blood and Raabin/BCD white-cell folders of ../shared/data.
 
@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = shared_data_dir()
 UNLABELLED = ("acevedo_pbc_unlabelled", "matek_blood_unlabelled", "wbc_crops_unlabelled")
 STAGES = {  # config, PBC dev parts used, extra unlabelled folders, default steps
-    "gpu": ("bundled_encoder.py", ("fit", "validation"), (), 1223),
-    "cpu": ("bundled_cpu.py", ("fit",), UNLABELLED, 640),
+    "gpu": ("bundled_encoder", ("fit", "validation"), (), 1223),
+    "cpu": ("bundled_cpu", ("fit",), UNLABELLED, 640),
 }
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     cells = unlabelled_folder(args.workdir / "cells", parts, extra)
     if args.copies_at:
         cells = resized_copies(cells, args.workdir / f"cells_{args.copies_at}", args.copies_at)
-    cmd = [sys.executable, "-m", "cellssl_jax.train", "--config", str(REPO / "configs" / config),
+    cmd = [sys.executable, "-m", "cellssl_jax.train", "--config", config,
            "--workdir", str(args.workdir / "run"), f"--config.data.folder={cells}",
            f"--config.total_steps={args.steps or steps}"]
     if args.stage == "cpu":

@@ -10,7 +10,7 @@ import numpy as np
 
 from cellssl_jax.dino.config import default_config
 from cellssl_jax.dino.step import StepConfig, make_parallel
-from cellssl_jax.train import (
+from cellssl_jax.trainer import (
     augment_config,
     backbone_config,
     build_models,

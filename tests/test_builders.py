@@ -14,9 +14,10 @@ from PIL import Image
 
 from cellssl_jax import evaluate, vocab
 from cellssl_jax.data.builders import acevedo, matek_blood, matek_bm, raabin
-from cellssl_jax.data.pipeline import host_batches, tfds_source
+from cellssl_jax.data.pipeline import host_batches
 from cellssl_jax.data.prepare import main as prepare_main
 from cellssl_jax.data.prepare import prepare
+from cellssl_jax.data.reading import tfds_source
 from cellssl_jax.fewshot.features import Features
 from cellssl_jax.splits import file_id
 

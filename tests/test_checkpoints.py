@@ -8,9 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from cellssl_jax.checkpoints import Checkpointer, CheckpointMismatch, SaveSchedule
 from cellssl_jax.dino.optim import dino_adamw
 from cellssl_jax.dino.state import TrainState
+from cellssl_jax.trainer.checkpoints import Checkpointer, CheckpointMismatch, SaveSchedule
 
 PARAMS = {"backbone": {"fc": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}}}
 

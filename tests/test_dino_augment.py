@@ -98,7 +98,7 @@ def test_blur_keeps_constant_images_and_smooths_noise():
 
 # ---------------------------------------------------------------- paper-code options (sparsam)
 # The references below are torchvision / PIL, which the paper code (sparsam) and DINO run on PIL
-# images; each option is off in the default config and on in configs/paper_xcit_s12_p8.py.
+# images; each option is off in the default config and on in the paper_xcit_s12_p8 preset.
 
 PIL_Image = pytest.importorskip("PIL.Image")
 CELL = np.random.default_rng(1).integers(1, 256, (64, 64, 3), dtype=np.uint8)  # no 0: 0 = fill

@@ -131,7 +131,7 @@ def _run_ours(ref: dict, clip_mode: str, clip: float, n_devices: int):
     from cellssl_jax.dino.config import default_config
     from cellssl_jax.dino.state import TrainState
     from cellssl_jax.dino.step import StepConfig, crops_step, replicate
-    from cellssl_jax.train import (
+    from cellssl_jax.trainer import (
         backbone_config,
         build_models,
         make_schedules,

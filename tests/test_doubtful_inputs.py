@@ -13,7 +13,7 @@ from PIL import Image
 
 from cellssl_jax import classify
 from cellssl_jax.data.images import doubts, read_image
-from cellssl_jax.data.pipeline import FolderSource
+from cellssl_jax.data.reading import FolderSource
 from cellssl_jax.encoder import load_encoder
 from cellssl_jax.extract import Extractor, extract
 

@@ -8,7 +8,7 @@ from conftest import TINY_XCIT as CONFIG
 from PIL import Image
 
 from cellssl_jax import colorhist
-from cellssl_jax.data.pipeline import FolderSource
+from cellssl_jax.data.reading import FolderSource
 from cellssl_jax.encoder import load_encoder, save_encoder
 from cellssl_jax.extract import Extractor, bucket_size, extract, main
 from cellssl_jax.fewshot.features import load_features
@@ -173,7 +173,7 @@ def test_odd_input_size_reads_like_timm(timm_xcit, tmp_path):
     by extract without flags, and its features are timm XCiT's on the same resized pixels."""
     import torch
 
-    from cellssl_jax.data.pipeline import resize_rgb
+    from cellssl_jax.data.reading import resize_rgb
     from cellssl_jax.models.timm_mapping import timm_to_flax
     from cellssl_jax.models.xcit import XCIT_VARIANTS
 

@@ -9,7 +9,6 @@ encoder; the checkpoint the two processes write restores in one.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -23,9 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cellssl_jax.checkpoints import Checkpointer
 from cellssl_jax.data.pipeline import host_batches
-from cellssl_jax.train import backbone_config, build_models, init_state, make_schedules, make_tx
+from cellssl_jax.trainer import build, load_config
+from cellssl_jax.trainer.checkpoints import Checkpointer
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -37,30 +36,32 @@ OVERRIDES = {
     "checkpoint_every": STEPS, "log_every": 1, "optim.lr": 8e-3, "optim.warmup_epochs": 0.5,
     "data.workers": 1, "data.prefetch": 0,  # no read-ahead: each process reads STEPS batches
 }
-# Runs train's CLI; records which images this process reads and when it exports the encoder.
+# Runs train's CLI; records which images this process reads (through the grain pipeline) and
+# when it exports the encoder.
 LAUNCHER = textwrap.dedent(
     """
     import sys
     import jax
     from absl import app
     import cellssl_jax.train as train
+    from cellssl_jax.trainer import loop, run
 
     workdir = sys.argv[1]
 
-    class Recorded(train.FolderSource):
+    class Recorded(run.FolderSource):
         def __getitem__(self, i):
             with open(f"{workdir}/read.{jax.process_index()}", "a") as f:
                 f.write(f"{i}\\n")
             return super().__getitem__(i)
 
-    export = train.export_teacher
+    export = loop.export_teacher
 
     def recorded_export(path, *args, **kwargs):
         with open(f"{workdir}/exported_by", "a") as f:
             f.write(f"{jax.process_index()}\\n")
         return export(path, *args, **kwargs)
 
-    train.FolderSource, train.export_teacher = Recorded, recorded_export
+    run.FolderSource, loop.export_teacher = Recorded, recorded_export
     app.run(train.main, argv=["train", f"--workdir={workdir}", *sys.argv[2:]],
             flags_parser=train.parse_flags)
     """
@@ -75,7 +76,7 @@ def _free_port() -> int:
 
 def _launch(workdir: Path, images: Path, devices: int, extra: list[str]) -> subprocess.Popen:
     workdir.mkdir(parents=True, exist_ok=True)
-    args = ["--config=configs/cpu_tiny.py", f"--config.data.folder={images}",
+    args = ["--config=cpu_tiny", f"--config.data.folder={images}",
             *(f"--config.{k}={v}" for k, v in OVERRIDES.items()), *extra]
     env = dict(os.environ, JAX_PLATFORMS="cpu",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
@@ -102,22 +103,11 @@ def _reads(path: Path, per_step: int) -> list[set[int]]:
 
 def _restore(workdir: Path):
     """The run's last checkpoint, restored in this (single, one-device) process."""
-    spec = importlib.util.spec_from_file_location("cpu_tiny", REPO / "configs" / "cpu_tiny.py")
-    preset = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(preset)
-    config = preset.get_config()
-    for key, value in OVERRIDES.items():
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    student, _ = build_models(config, backbone_config(config))
-    tx = make_tx(config, make_schedules(config, 2, STEPS))
+    config = load_config("cpu_tiny", OVERRIDES)
     ckpt = Checkpointer(workdir)
     try:
         assert ckpt.latest_step() == STEPS
-        state, meta = ckpt.restore(init_state(config, student, tx))
+        state, meta = ckpt.restore(build(config, 16).init_state())
     finally:
         ckpt.close()
     assert meta["step"] == STEPS and int(state.step) == STEPS
@@ -156,6 +146,11 @@ def test_two_processes_train_as_one(tmp_path, parallel="pmap"):
     for s in range(STEPS):
         assert not p0[s] & p1[s] and p0[s] | p1[s] == one[s], s
 
+    # each process's grain iterator position is in the same checkpoint, after its STEPS batches
+    data = multi_dir / "checkpoints" / str(STEPS) / "data"
+    states = {p.name: json.loads(p.read_text()) for p in data.glob("process_*.json")}
+    assert states == {f"process_{i}-of-2.json": {"next_index": STEPS * 4} for i in range(2)}
+
     # process 0 alone logs, writes metrics and TensorBoard events, exports the encoder
     log = (multi_dir / "train.log").read_text()
     assert log.count("compiling the train step") == 1
@@ -182,14 +177,17 @@ def test_two_processes_train_as_one(tmp_path, parallel="pmap"):
 
 @pytest.mark.parametrize("process_count", [2, 4])
 def test_host_shards_partition_each_global_batch(process_count):
-    """host_batches: process p's rows of a step are the p-th slice of the global batch."""
+    """host_batches: process p's rows of a step are the p-th slice of the global batch, also
+    when a run resumes at a global step with another process count (train's fallback when the
+    checkpoint's iterator state is for another layout)."""
     source = [{"image": np.full((2, 2, 3), i, np.uint8), "label": i} for i in range(40)]
     kw = dict(batch_size_per_device=2, image_size=(2, 2), seed=3, workers=1)
     whole = host_batches(source, local_devices=8, process_index=0, process_count=1, **kw)
+    next(whole)  # global step 0; the processes below start at global step 1
     local = 8 // process_count
-    parts = [host_batches(source, local_devices=local, process_index=p,
+    parts = [host_batches(source, local_devices=local, process_index=p, start_step=1,
                           process_count=process_count, **kw) for p in range(process_count)]
-    for _ in range(5):  # 2.5 epochs of 16
+    for _ in range(5):  # to 3 epochs of 16
         want = next(whole)["label"].reshape(-1)
         got = [next(p)["label"].reshape(-1) for p in parts]
         assert len(set(np.concatenate(got))) == 16  # disjoint

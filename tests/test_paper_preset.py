@@ -14,10 +14,10 @@ from cellssl_jax.extract import main as extract_main
 from cellssl_jax.fewshot.features import load_features
 
 REPO = Path(__file__).resolve().parents[1]
-# configs/paper_xcit_s12_p8.py with a tiny model, head and crops: everything else (patch 8,
+# the paper_xcit_s12_p8 preset with a tiny model, head and crops: everything else (patch 8,
 # the paper's augmentation, optimiser, export) is the preset's own
 TINY_PAPER = [
-    "--config=configs/paper_xcit_s12_p8.py", "--config.data.tfds_name=",
+    "--config=paper_xcit_s12_p8", "--config.data.tfds_name=",
     "--config.model.embed_dim=32", "--config.model.depth=1", "--config.model.num_heads=2",
     "--config.head.out_dim=64", "--config.head.hidden_dim=32", "--config.head.bottleneck_dim=16",
     "--config.augment.global_size=16", "--config.augment.local_size=8",

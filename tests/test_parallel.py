@@ -15,8 +15,8 @@ SCRIPT = textwrap.dedent(
     import jax, numpy as np
     from cellssl_jax.dino.config import default_config
     from cellssl_jax.dino.step import StepConfig, make_parallel
-    from cellssl_jax.train import (augment_config, backbone_config, build_models, init_state,
-                                   make_schedules, make_tx)
+    from cellssl_jax.trainer import (augment_config, backbone_config, build_models, init_state,
+                                     make_schedules, make_tx)
 
     assert jax.device_count() == 8, jax.devices()
     c = default_config()

@@ -1,7 +1,9 @@
-"""Input pipeline (contract 4): shapes, labels, sharding, determinism, resume, 8 devices."""
+"""Input pipeline on grain (contract 4): shapes, labels, sharding, determinism, resume (start
+step and iterator state), 8 devices, the unreadable-image policy, the extraction reader."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cellssl_jax.data.pipeline import FolderSource, host_batches, resize_rgb
+from cellssl_jax.data.pipeline import epoch_order, host_batches
+from cellssl_jax.data.reading import FolderSource, read_images, resize_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +60,7 @@ def test_folder_batches_shape_and_labels(cell_folder):
     assert len(batches) == 2  # 15 // 6, remainder dropped
     for b in batches:
         assert b["image"].shape == (2, 3, 8, 10, 3) and b["image"].dtype == np.uint8
-        assert b["label"].shape == (2, 3) and b["mask"].all()
+        assert b["label"].shape == (2, 3)
         # The pixel value encodes the class: image and label travelled together.
         np.testing.assert_array_equal(b["image"][..., 0].mean(axis=(-1, -2)), 40 * (b["label"] + 1))
 
@@ -99,6 +102,33 @@ def test_deterministic_for_seed_and_differs_across_seeds():
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
 
 
+def test_order_is_epoch_order_sliced_into_global_steps():
+    """The stream of one process is epoch_order(seed, e) cut into batches (as before grain)."""
+    kw = dict(batch_size_per_device=4, image_size=(3, 5), seed=9, local_devices=1,
+              process_index=0, process_count=1, num_epochs=2)
+    got = np.concatenate(_labels(host_batches(_index_source(18), **kw)))
+    want = np.concatenate([epoch_order(18, 9, e)[:16] for e in range(2)])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_iterator_state_resumes_exactly_with_threads_or_without():
+    source = _index_source(30)
+    kw = dict(batch_size_per_device=4, image_size=(3, 5), seed=1, local_devices=1,
+              process_index=0, process_count=1, num_epochs=3)
+    full = _labels(host_batches(source, **kw))
+    it = host_batches(source, workers=3, prefetch=4, **kw)
+    for _ in range(8):
+        next(it)
+    state = it.get_state()
+    it.close()
+    assert json.loads(json.dumps(state)) == state  # JSON: what orbax's grain handler writes
+    resumed = host_batches(source, workers=1, prefetch=0, **kw)
+    resumed.set_state(state)
+    rest = _labels(resumed)
+    assert len(rest) == 13 and all(np.array_equal(x, y) for x, y in zip(full[8:], rest,
+                                                                          strict=True))
+
+
 def test_start_step_resumes_exactly():
     source = _index_source(30)
     kw = dict(
@@ -133,29 +163,6 @@ def test_hosts_read_disjoint_shards_of_each_global_step():
     # Same global step on one host count: identical whatever other hosts do.
     again = _labels(host_batches(source, process_index=2, **kw))
     assert all(np.array_equal(x, y) for x, y in zip(per_host[2], again, strict=True))
-
-
-def test_no_drop_remainder_pads_and_masks():
-    source = _index_source(10)
-    batches = list(
-        host_batches(
-            source,
-            batch_size_per_device=4,
-            image_size=(3, 5),
-            seed=0,
-            local_devices=1,
-            process_index=0,
-            process_count=1,
-            num_epochs=1,
-            shuffle=False,
-            drop_remainder=False,
-        )
-    )
-    labels = np.concatenate([b["label"].ravel() for b in batches])
-    mask = np.concatenate([b["mask"].ravel() for b in batches])
-    assert labels[mask].tolist() == list(range(10))
-    assert mask.sum() == 10 and (labels[~mask] == -1).all()
-    assert (batches[-1]["image"][0, 2:] == 0).all()
 
 
 def test_errors_for_bad_arguments():
@@ -196,7 +203,8 @@ def test_eight_fake_cpu_devices(cell_folder):
     """Device counts come from JAX when not given; run where XLA sees 8 CPU devices."""
     script = textwrap.dedent(f"""
         import jax, numpy as np
-        from cellssl_jax.data.pipeline import FolderSource, host_batches
+        from cellssl_jax.data.pipeline import host_batches
+        from cellssl_jax.data.reading import FolderSource
         assert jax.local_device_count() == 8, jax.devices()
         src = FolderSource({str(cell_folder)!r})
         batches = list(host_batches(src, batch_size_per_device=1, image_size=(16, 16),
@@ -222,11 +230,31 @@ def test_eight_fake_cpu_devices(cell_folder):
     assert out.returncode == 0 and "OK8" in out.stdout, out.stderr[-2000:]
 
 
-def test_folder_source_check_drops_unreadable(cell_folder):
+def test_unreadable_images_are_skipped_warned_and_named(cell_folder, caplog):
+    """One policy for training and extraction: skip, warn, say why."""
     (cell_folder / "EOS" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (cell_folder / "EOS" / "empty.jpg").write_bytes(b"")
-    assert len(FolderSource(cell_folder)) == 17  # unchecked: listed, would fail on decode
-    source = FolderSource(cell_folder, check=True)
-    assert len(source) == 15 and len(source.folder.labels) == 15
-    assert sorted(p.name for p, _ in source.skipped) == ["broken.png", "empty.jpg"]
-    assert all(source[i]["image"].ndim == 3 for i in range(len(source)))
+    source = FolderSource(cell_folder)
+    assert len(source) == 17  # listed; found unreadable when read
+    bad = {i for i, p in enumerate(source.folder.paths) if p.name in ("broken.png", "empty.jpg")}
+
+    batches = list(host_batches(source, batch_size_per_device=5, image_size=(8, 8), seed=0,
+                                local_devices=1, process_index=0, process_count=1,
+                                num_epochs=1, workers=2))
+    # one epoch = 3 steps = 15 of the 17 positions; 2 of those unreadable: 13 images, 2 batches
+    assert len(batches) == 2
+    assert all(b["image"].shape == (1, 5, 8, 8, 3) for b in batches)
+    warned = [r.getMessage() for r in caplog.records if "skipping unreadable" in r.getMessage()]
+    assert len(warned) == 2 and any("zero-byte" in w for w in warned)
+
+    caplog.clear()
+    resize = lambda it: {**it, "image": resize_rgb(it["image"], (8, 8))}  # noqa: E731
+    items = list(read_images(source, prepare=resize, workers=3))
+    assert [it["index"] for it in items] == list(range(17))  # in order, unreadable ones too
+    assert {it["index"] for it in items if it["image"] is None} == bad
+    assert all(it["reason"] for it in items if it["image"] is None)
+    assert all(it["image"].shape == (8, 8, 3) and it["reason"] is None
+               for it in items if it["index"] not in bad)
+    assert {it["file_name"] for it in items if it["index"] in bad} == {
+        str(source.folder.paths[i]) for i in bad}
+    assert len([r for r in caplog.records if "skipping unreadable" in r.getMessage()]) == 2

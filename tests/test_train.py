@@ -3,6 +3,7 @@ that step, exits 143 and a rerun equals the uninterrupted run; NaN stops the run
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,11 +13,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cellssl_jax.train import KILL_AT_STEP_ENV, check_finite, truncate_metrics
+from cellssl_jax.trainer import (
+    KILL_AT_STEP_ENV,
+    ConfigError,
+    Stopped,
+    build,
+    check_finite,
+    load_config,
+    train_and_evaluate,
+)
+from cellssl_jax.trainer.metrics import truncate_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "--config=configs/cpu_tiny.py",
+    "--config=cpu_tiny",
     "--config.model.arch=xcit_nano_12_p8", "--config.model.embed_dim=32",
     "--config.model.depth=1", "--config.model.num_heads=2",
     "--config.head.out_dim=256", "--config.head.hidden_dim=64", "--config.head.bottleneck_dim=32",
@@ -85,10 +95,14 @@ def test_sigkill_then_rerun_resumes_exactly(tiny_run, tmp_path):
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
     assert sorted(_losses(wd)) == list(range(1, 7))
     assert _checkpoints(wd) == [4]
+    # as a checkpoint of an older version (or of another process count) would be: without this
+    # process's input iterator state, the input restarts at the restored global step
+    shutil.rmtree(wd / "checkpoints" / "4" / "data")
 
     resumed = tiny_run(wd)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    assert "resumed from" in (wd / "train.log").read_text()
+    log = (wd / "train.log").read_text()
+    assert "resumed from" in log and "the input restarts at global step 4" in log
     after = _losses(wd)  # steps 5-6 of the killed run replaced, not repeated
     assert sorted(after) == list(range(1, 13))
     np.testing.assert_allclose([after[s] for s in range(5, 13)],
@@ -113,12 +127,17 @@ def test_sigterm_saves_that_step_and_the_rerun_equals_the_uninterrupted_run(tiny
     assert sorted(_losses(wd)) == list(range(1, 7))
     log = (wd / "train.log").read_text()
     assert "checkpoint at step 6 (SIGTERM)" in log
+    # the input iterator's position is in the same checkpoint: 6 batches of 4 read
+    data = wd / "checkpoints" / "6" / "data" / "process_0-of-1.json"
+    assert json.loads(data.read_text()) == {"next_index": 24}
     assert f"stopped by SIGTERM at step 6: checkpoint in {wd / 'checkpoints'}" in log
     assert (wd / "encoder.msgpack").is_file()
 
     resumed = tiny_run(wd)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    assert "at step 6" in (wd / "train.log").read_text().split("resumed from")[1].splitlines()[0]
+    log = (wd / "train.log").read_text()
+    assert "at step 6" in log.split("resumed from")[1].splitlines()[0]
+    assert "input restarts" not in log  # the iterator was restored, not rebuilt
     after = _losses(wd)
     assert sorted(after) == list(range(1, 13))
     np.testing.assert_allclose([after[s] for s in range(1, 13)],
@@ -151,7 +170,7 @@ def _train_cli(*args: str) -> subprocess.CompletedProcess:
     ],
 )
 def test_unknown_config_field_is_one_plain_line(tmp_path, override, message):
-    proc = _train_cli("--config=configs/cpu_tiny.py", f"--workdir={tmp_path}", override)
+    proc = _train_cli("--config=cpu_tiny", f"--workdir={tmp_path}", override)
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr and "\\" not in proc.stderr
@@ -160,7 +179,7 @@ def test_unknown_config_field_is_one_plain_line(tmp_path, override, message):
 def test_help_and_errors_name_the_data_fields(tmp_path):
     help_text = _train_cli("--help").stdout
     assert "--config.data.folder=DIR" in help_text and "--config.data.tfds_name=NAME" in help_text
-    proc = _train_cli("--config=configs/cpu_tiny.py", f"--workdir={tmp_path}",
+    proc = _train_cli("--config=cpu_tiny", f"--workdir={tmp_path}",
                       f"--config.data.folder={tmp_path / 'nope'}")
     assert proc.returncode != 0
     assert f"train: --config.data.folder: image folder {tmp_path / 'nope'} does not exist" in (
@@ -170,8 +189,20 @@ def test_help_and_errors_name_the_data_fields(tmp_path):
 
 def test_nonfinite_loss_or_parameters_stop_and_name_the_last_checkpoint(tmp_path):
     check_finite(3, {"loss": 1.5, "params_finite": 1.0}, None, tmp_path)  # finite: nothing
-    with pytest.raises(SystemExit, match=r"non-finite loss \(nan\) at step 7.*step 4"):
+    with pytest.raises(Stopped, match=r"non-finite loss \(nan\) at step 7.*step 4"):
         check_finite(7, {"loss": float("nan"), "params_finite": 1.0}, 4, tmp_path)
     # a finite loss (computed before the update) with NaN weights after it: not saved either
-    with pytest.raises(SystemExit, match=r"non-finite parameters after the update at step 8"):
+    with pytest.raises(Stopped, match=r"non-finite parameters after the update at step 8"):
         check_finite(8, {"loss": 2.0, "params_finite": 0.0}, 4, tmp_path)
+
+
+def test_the_library_raises_config_errors_instead_of_exiting(tmp_path):
+    """Tests, notebooks and scripts call the trainer: a mistake is a ValueError, not an exit."""
+    config = load_config("cpu_tiny", {"data.folder": str(tmp_path / "nope")})
+    with pytest.raises(ConfigError, match=r"--config.data.folder: image folder .* does not exist"):
+        train_and_evaluate(config, tmp_path / "run")
+    assert issubclass(ConfigError, ValueError)
+    with pytest.raises(ConfigError, match="5 images do not fill one batch of 32"):
+        build(load_config("cpu_tiny"), num_examples=5)
+    with pytest.raises(ConfigError, match="unknown model.arch 'vit'"):
+        build(load_config("cpu_tiny", {"model.arch": "vit"}), num_examples=100)

@@ -1,8 +1,9 @@
 """Every field a DINO training config has, with the paper's values as defaults (except where
 the paper's code and DINO differ: docs/DESIGN.md, "Paper code vs DINO", and the presets).
 
-Presets in ``configs/`` start from ``default_config()`` and change what differs, so every preset
-has the same fields and ``--config.<field>=...`` on any of them rejects an unknown field.
+Presets in ``cellssl_jax/configs/`` start from ``default_config()`` and change what differs, so
+every preset has the same fields and ``--config.<field>=...`` on any of them rejects an unknown
+field.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.tfds_split = "train"
     c.data.tfds_data_dir = ""
     c.data.image_size = 250  # host pipeline resizes every image to this square size (uint8)
-    c.data.workers = 0  # decoding threads (0: the pipeline's default)
-    c.data.prefetch = 2
+    c.data.workers = 0  # grain reader threads (0: the pipeline's default)
+    c.data.prefetch = 2  # batches read ahead
+    c.data.worker_processes = 0  # > 0: grain worker processes read instead (README, "Input")
 
     c.model = ml_collections.ConfigDict()
     c.model.arch = "xcit_small_12_p8"  # a key of cellssl_jax.models.xcit.XCIT_VARIANTS

@@ -1,8 +1,10 @@
-"""Orbax checkpoints of the DINO TrainState, and export of the teacher backbone as an encoder file.
+"""Orbax checkpoints of the DINO TrainState and the input iterator; export of the teacher
+backbone as an encoder file.
 
-The state is saved as a plain nested dict (``flax.serialization.to_state_dict``) so orbax sees
-only dicts of arrays; restoring maps it back onto a freshly initialised state of the same config.
-Pass *unreplicated* states (host copies) to ``save``.
+One checkpoint, three items: "state" (a plain nested dict, ``flax.serialization.to_state_dict``,
+so orbax sees only dicts of arrays; restoring maps it back onto a freshly initialised state of
+the same config), "meta" (JSON) and "data" (the grain iterator's state, one JSON file per
+process, by grain's own orbax handler). Pass *unreplicated* states (host copies) to ``save``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -24,6 +27,7 @@ from cellssl_jax.dino.state import TrainState
 from cellssl_jax.encoder import save_encoder
 
 log = logging.getLogger("cellssl_jax.checkpoints")
+DATA = "data"  # the iterator's item
 
 
 class CheckpointMismatch(ValueError):
@@ -40,23 +44,35 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
             # registered up front so a fresh process can read a checkpoint's metadata
             item_handlers={"state": ocp.StandardCheckpointHandler(),
-                           "meta": ocp.JsonCheckpointHandler()},
+                           "meta": ocp.JsonCheckpointHandler(),
+                           DATA: grain.checkpoint.CheckpointHandler()},
         )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, state: TrainState, meta: dict[str, Any]) -> int:
-        """Save (asynchronously) at ``state.step``; returns the step."""
+    def save(self, state: TrainState, meta: dict[str, Any],
+             data: grain.DatasetIterator | None = None) -> int:
+        """Save (asynchronously; the iterator's state is taken now) at ``state.step``; returns
+        the step."""
         step = int(state.step)
         tree = jax.tree.map(np.asarray, serialization.to_state_dict(state))
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)
-            ),
-        )
+        items = dict(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta))
+        if data is not None:
+            items[DATA] = grain.checkpoint.CheckpointSave(data)
+        self.manager.save(step, args=ocp.args.Composite(**items))
         return step
+
+    def has_data(self, step: int) -> bool:
+        """Whether checkpoint ``step`` holds this process's iterator state (not in checkpoints of
+        older versions, nor for another process count)."""
+        name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        return (self.directory / str(step) / DATA / name).is_file()
+
+    def restore_data(self, step: int, data: grain.DatasetIterator) -> None:
+        """Set ``data`` to the iterator state saved at ``step`` (see ``has_data``)."""
+        self.manager.restore(step, args=ocp.args.Composite(
+            **{DATA: grain.checkpoint.CheckpointRestore(data)}))
 
     def restore(self, target: TrainState, step: int | None = None) -> tuple[TrainState, dict]:
         """Restore ``step`` (default: latest) onto the structure of ``target`` -> (state, meta)."""

@@ -25,7 +25,7 @@ def get_config():
     c.augment.local_scale = (0.1, 0.4)
     c.batch_size = 32
     c.epochs = 30.0
-    # x 32 / 256 = 1e-3 peak, as configs/bundled_encoder.py; in 500-step k-NN probes (README)
+    # x 32 / 256 = 1e-3 peak, as the bundled_encoder preset; in 500-step k-NN probes (README)
     # lr 4e-3 gained 6.2 points over init, 8e-3 13.4
     c.optim.lr = 8e-3
     c.optim.warmup_epochs = 1.0
