@@ -1,16 +1,17 @@
 """The end-to-end demo on the bundled sample of real blood cells (what `make demo` runs).
 
-    python -m cellssl_jax.demo --out demo_out [--checkpoint ENCODER]
+    python -m cellssl_jax.demo --out demo_out [--encoder ENCODER]
 
 On `cellssl_jax/assets/sample` (96 labelled PBC cells, 12 per class, and 100 unlabelled ones
 whose true classes are kept aside in unlabelled_truth.csv), side by side for the encoder's
 features, the colour-histogram baseline and the two concatenated:
-1. extract features (bundled encoder unless --checkpoint);
+1. extract features (bundled encoder unless --encoder);
 2. few-shot evaluation: SVM/LR/KNN fitted on n = 2, 5, 10 labelled cells per class, scored on
    the 100 held-out cells (their true classes), 5 repetitions;
 3. classify the unlabelled cells with all 12 labelled cells per class: predictions, differential
    count and review list, scored against the true classes;
 4. an attention map of a few cells (encoder only) and a 2-D embedding of all 196 cells.
+Writes summary.md, summary.json, the figures, one folder per step and kind, and demo.log.
 """
 
 from __future__ import annotations
@@ -27,15 +28,19 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
-from cellssl_jax import classify, visualize
+from cellssl_jax import figures
 from cellssl_jax.cache import cache_root
-from cellssl_jax.extract import Extractor, add_cache_flag, load_extractor
+from cellssl_jax.cli import add_cache_flag, add_encoder_flag, add_out_flag
+from cellssl_jax.featurize import Featurizer, make_featurizer
 from cellssl_jax.fewshot.features import Features, save_features
 from cellssl_jax.fewshot.protocols import fewshot_curve
 from cellssl_jax.fewshot.report import summarise, write_report
+from cellssl_jax.labelling import classify_folders
+from cellssl_jax.logs import job
 
 log = logging.getLogger("cellssl_jax.demo")
 
+PROG = "python -m cellssl_jax.demo"
 SAMPLE = Path(__file__).parent / "assets" / "sample"
 FEWSHOT_N = (2, 5, 10)  # n = 1 overflows the power transform of colour histograms
 REPEATS = 5
@@ -54,11 +59,11 @@ def with_truth(feats: Features, truth: dict[str, int], class_names: list[str]) -
     return dataclasses.replace(feats, labels=labels, class_names=class_names)
 
 
-def run_kind(kind: str, extractor, out: Path, sample: Path) -> dict:
+def run_kind(kind: str, featurizer: Featurizer, out: Path, sample: Path) -> dict:
     """Classify, few-shot evaluation and embedding for one kind of features."""
-    job = out / f"classify_{kind}"
-    summary, result = classify.run(
-        sample / "labelled", sample / "unlabelled", job, "svm", kind, extractor=extractor
+    classified = out / f"classify_{kind}"
+    summary, result = classify_folders(
+        sample / "labelled", sample / "unlabelled", classified, featurizer, "svm"
     )
     labelled, names = result.labelled, result.class_names
     scored = with_truth(result.unlabelled, read_truth(sample, names), names)
@@ -77,16 +82,18 @@ def run_kind(kind: str, extractor, out: Path, sample: Path) -> dict:
     write_report(ev, fewshot_dir)
     fewshot = {(r["classifier"], r["n_per_class"]): r for r in summarise(ev)}
 
-    both = save_features(
-        out / f"embedding_{kind}.npz",
+    both = Features(
         np.concatenate([labelled.features, scored.features]),
         np.concatenate([labelled.labels, scored.labels]),
         names,
         [*labelled.paths, *scored.paths],
         labelled.encoder,
         labelled.encoder_sha256,
+        source=str(out / f"embedding_{kind}.npz"),
     )
-    embedding = visualize.embedding_png(both, out / f"embedding_{kind}.png")
+    save_features(both.source, both.features, both.labels, both.class_names, both.paths,
+                  both.encoder, both.encoder_sha256)
+    embedding = figures.embedding_png(both, out / f"embedding_{kind}.png")
     return {
         "features": summary["features"],
         "cv": f"{summary['cv_accuracy']:.1%} ({summary['cv']})",
@@ -101,7 +108,7 @@ def run_kind(kind: str, extractor, out: Path, sample: Path) -> dict:
         "predicted_counts": [summary["counts"][c] for c in names],
         "class_names": names,
         "outputs": {
-            "classify": str(job),
+            "classify": str(classified),
             "fewshot report": str(fewshot_dir / "report.md"),
             "embedding": str(embedding),
         },
@@ -157,25 +164,25 @@ def report_md(results: dict[str, dict], attention: list[Path], seconds: float) -
 
 
 def run(
-    out: str | Path, checkpoint: str | Path | None = None, cache: Path | None = None
+    out: str | Path, encoder: str | Path | None = None, cache: Path | None = None
 ) -> dict:
     """The whole demo; returns {name: path} of what it wrote. `cache`: the features cache
     folder (None: none), through which "xcit+colorhist" reuses the "xcit" rows."""
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    xcit = load_extractor("xcit", checkpoint, cache=cache)
-    both = Extractor("xcit+colorhist", xcit.encoder, cache=cache)
+    xcit = make_featurizer("xcit", encoder, cache=cache)
+    both = make_featurizer("xcit+colorhist", xcit.encoder, cache=cache)
     results = {
         "xcit": run_kind("xcit", xcit, out, SAMPLE),
-        "colorhist": run_kind("colorhist", load_extractor("colorhist"), out, SAMPLE),
+        "colorhist": run_kind("colorhist", make_featurizer("colorhist"), out, SAMPLE),
         "xcit+colorhist": run_kind("xcit+colorhist", both, out, SAMPLE),
     }
     attention = []
     for cls in ATTENTION_CELLS:
         image = sorted((SAMPLE / "labelled" / cls).iterdir())[0]
         attention.append(
-            visualize.attention_png(image, out / f"attention_{cls}.png", encoder=xcit.encoder)
+            figures.attention_png(image, out / f"attention_{cls}.png", xcit.encoder)
         )
     seconds = time.perf_counter() - start
     (out / "summary.json").write_text(json.dumps(results, indent=1))
@@ -189,19 +196,14 @@ def run(
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
-        prog="python -m cellssl_jax.demo",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
-    parser.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
+    add_out_flag(parser, default=Path("demo_out"))
+    add_encoder_flag(parser)
     add_cache_flag(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        outputs = run(args.out, args.checkpoint, cache_root(not args.no_cache))
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    with job(PROG, args.out):
+        outputs = run(args.out, args.encoder, cache_root(not args.no_cache))
     print((args.out / "summary.md").read_text())
     for name, path in outputs.items():
         print(f"{name:<28} {path}")

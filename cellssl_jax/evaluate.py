@@ -5,7 +5,8 @@
   python -m cellssl_jax.evaluate transfer --source BM.npz --target BLOOD.npz \
       --map matek_bm->matek_blood --out DIR
 
-Writes results.csv, summary.json, report.md, curve.png and confusion/*.png under --out.
+Writes results.csv, summary.json, report.md, curve.png, confusion/*.png and evaluate.log under
+--out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cellssl_jax.cli import add_out_flag
 from cellssl_jax.fewshot.classes import DATASETS
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS, PRESET_RULE, PRESETS, RULES
 from cellssl_jax.fewshot.features import Features, load_features
@@ -29,12 +31,13 @@ from cellssl_jax.fewshot.protocols import (
     require_labels,
 )
 from cellssl_jax.fewshot.report import write_report
-from cellssl_jax.logs import logging_to
+from cellssl_jax.logs import job
 from cellssl_jax.splits import SPLIT_SEED, file_id, stratified_split
 from cellssl_jax.vocab import builder_labels
 
 log = logging.getLogger("cellssl_jax.evaluate")
 
+PROG = "python -m cellssl_jax.evaluate"
 
 def _int_list(text: str) -> list[int]:
     try:
@@ -70,11 +73,11 @@ def _fraction(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cellssl_jax.evaluate", description=__doc__.split("\n")[0]
+        prog=PROG, description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="protocol", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--out", type=Path, required=True, help="output folder")
+    add_out_flag(common)
     common.add_argument(
         "--classifiers",
         type=_name_list,
@@ -271,13 +274,9 @@ def run(args: argparse.Namespace) -> Evaluation:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with logging_to(args.out / "evaluate.log"):
+    with job(PROG, args.out):
         start = time.perf_counter()
-        try:
-            ev = run(args)
-        except (ValueError, FileNotFoundError) as err:
-            raise SystemExit(f"error: {err}") from None
+        ev = run(args)
         log.info("%s protocol done in %.1f s", ev.protocol, time.perf_counter() - start)
         for path in write_report(ev, args.out):
             log.info("wrote %s", path)

@@ -1,12 +1,13 @@
 """Which cells to label first: diverse and representative cells in feature space.
 
     python -m cellssl_jax.select --images DIR --budget 40 --out DIR
-    python -m cellssl_jax.select --images DIR --per-class-budget 5 --expected-classes 8 --out DIR
+    python -m cellssl_jax.select --images DIR --per_class_budget 5 --expected_classes 8 --out DIR
 
 k-means (default): k = budget clusters, the cell nearest each centre is proposed, so common
 cell types are covered in proportion and every distinct group gets a cell; cells that stand for
 the most cells come first. k-center: greedy farthest-point coverage (reaches rare outliers,
-but proposes more odd cells). Writes selection.csv (rank order) and contact_sheet.png under --out.
+but proposes more odd cells). Writes selection.csv (rank order), contact_sheet.png, features.npz
+and select.log under --out.
 Features: by default the encoder's beside colour histograms, as in `classify` (on PBC, k-means
 on them beats random cells at 40-200 cells and ties at 16 and 400; on the encoder's alone it
 wins only at 16: README).
@@ -27,14 +28,21 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from cellssl_jax.cache import cache_root
-from cellssl_jax.classify import DEFAULT_FEATURES, folder_features
+from cellssl_jax.cli import (
+    add_alias,
+    add_cache_flag,
+    add_encoder_flag,
+    add_features_flag,
+    add_out_flag,
+)
 from cellssl_jax.data.images import UnreadableImage, read_rgb, relative_name
 from cellssl_jax.data.reading import FolderSource
-from cellssl_jax.extract import FEATURE_KINDS, add_cache_flag, load_extractor
-from cellssl_jax.logs import log_to_console
+from cellssl_jax.featurize import DEFAULT_KIND, featurize_folder, make_featurizer
+from cellssl_jax.logs import job
 
 log = logging.getLogger("cellssl_jax.select")
 
+PROG = "python -m cellssl_jax.select"
 METHODS = ("kmeans", "kcenter")
 SPACE_DIMS = 32  # PCA dimensions of the selection space
 
@@ -113,8 +121,8 @@ def run(
     out: str | Path,
     budget: int,
     method: str = "kmeans",
-    features: str = DEFAULT_FEATURES,
-    checkpoint: str | Path | None = None,
+    features: str = DEFAULT_KIND,
+    encoder: str | Path | None = None,
     seed: int = 0,
     cache: Path | None = None,
 ) -> dict[str, Path]:
@@ -132,8 +140,8 @@ def run(
             f"budget must be between 1 and the {len(source)} cells in {images}, got {budget}"
         )
     out.mkdir(parents=True, exist_ok=True)
-    extractor = load_extractor(features, checkpoint, cache=cache)
-    feats, _ = folder_features(images, out / "features.npz", extractor, source)
+    featurizer = make_featurizer(features, encoder, cache=cache)
+    feats, _ = featurize_folder(images, featurizer, out / "features.npz", source=source)
     picks, represents = propose(feats.features, budget, method, seed)
     rows = [
         [rank, relative_name(feats.paths[i], images), int(n)]
@@ -151,17 +159,19 @@ def run(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cellssl_jax.select",
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--images", required=True, help="folder of unlabelled cells")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    add_out_flag(parser)
     parser.add_argument("--budget", type=int, help="total number of cells to propose")
     parser.add_argument(
-        "--per-class-budget", type=int, help="cells per expected class (with --expected-classes)"
+        "--per_class_budget", type=int, help="cells per expected class (with --expected_classes)"
     )
-    parser.add_argument("--expected-classes", type=int, help="how many cell types you expect")
+    parser.add_argument("--expected_classes", type=int, help="how many cell types you expect")
+    add_alias(parser, "--per-class-budget", "--per_class_budget", type=int)
+    add_alias(parser, "--expected-classes", "--expected_classes", type=int)
     parser.add_argument(
         "--method",
         choices=METHODS,
@@ -169,27 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="kmeans (default): the cell nearest each of k = budget centres, representative; "
         "kcenter: greedy farthest-point coverage, reaches rare outliers",
     )
-    parser.add_argument(
-        "--features",
-        choices=FEATURE_KINDS,
-        default=DEFAULT_FEATURES,
-        help=f"what the cells are compared on (default {DEFAULT_FEATURES}, as classify)",
+    add_features_flag(
+        parser, help=f"what the cells are compared on (default {DEFAULT_KIND}, as classify)"
     )
-    parser.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
+    add_encoder_flag(parser)
     parser.add_argument("--seed", type=int, default=0, help="k-means initialisation seed")
     add_cache_flag(parser)
     return parser
 
 
 def budget_from(args: argparse.Namespace) -> int:
-    """--budget, or --per-class-budget x --expected-classes; exactly one way must be given."""
+    """--budget, or --per_class_budget x --expected_classes; exactly one way must be given."""
     per_class = args.per_class_budget is not None or args.expected_classes is not None
     if (args.budget is None) == (not per_class):
-        raise ValueError("give either --budget N or --per-class-budget K --expected-classes C")
+        raise ValueError("give either --budget N or --per_class_budget K --expected_classes C")
     if args.budget is not None:
         budget = args.budget
     elif args.per_class_budget is None or args.expected_classes is None:
-        raise ValueError("--per-class-budget and --expected-classes go together")
+        raise ValueError("--per_class_budget and --expected_classes go together")
     else:
         budget = args.per_class_budget * args.expected_classes
     if budget < 1:
@@ -199,20 +206,17 @@ def budget_from(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     args = build_parser().parse_args(argv)
-    log_to_console()
-    try:
+    with job(PROG, args.out):
         files = run(
             args.images,
             args.out,
             budget_from(args),
             args.method,
             args.features,
-            args.checkpoint,
+            args.encoder,
             args.seed,
             cache_root(not args.no_cache),
         )
-    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
     for key, path in files.items():
         print(f"{key}: {path}")
     return files

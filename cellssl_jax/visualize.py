@@ -1,10 +1,12 @@
 """Explainability figures: class-attention maps of one cell (paper Fig. 5) and a 2-D embedding of
 a features file coloured by class (paper Fig. 6).
 
-    python -m cellssl_jax.visualize attention --image CELL.jpg [--checkpoint F] --out att.png
-    python -m cellssl_jax.visualize embedding --features F.npz --out embedding.png
-    python -m cellssl_jax.visualize embedding --features OUT/unlabelled_features.npz \
-        --colour_by OUT/predictions.csv --out embedding.png   # by classify's predictions
+    python -m cellssl_jax.visualize attention --image CELL.jpg [--encoder F] --out DIR
+    python -m cellssl_jax.visualize embedding --features_file F.npz --out DIR
+    python -m cellssl_jax.visualize embedding --features_file OUT/unlabelled_features.npz \
+        --colour_by OUT/predictions.csv --out DIR   # by classify's predictions
+
+Writes under --out (a folder): attention_<image name>.png or embedding.png, and visualize.log.
 """
 
 from __future__ import annotations
@@ -14,241 +16,83 @@ import logging
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on a lab server or in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cellssl_jax.data.images import UnreadableImage, read_rgb  # noqa: E402
-from cellssl_jax.extract import Extractor  # noqa: E402
-from cellssl_jax.logs import log_to_console  # noqa: E402
+from cellssl_jax import figures
+from cellssl_jax.cli import add_alias, add_encoder_flag, add_image_size_flag, add_out_flag
+from cellssl_jax.data.images import UnreadableImage
+from cellssl_jax.fewshot.features import load_features
+from cellssl_jax.logs import fail, job
 
 log = logging.getLogger("cellssl_jax.visualize")
 
-THRESHOLD = 0.8  # the paper's Fig. 5: heads thresholded at 80 % of their maximum
-
-
-def upsample(maps: np.ndarray, shape: tuple[int, int], patch: int) -> np.ndarray:
-    """[heads, Hp, Wp] patch maps -> [heads, H, W], each patch a `patch`-pixel block.
-
-    A side that is not a multiple of the patch leaves the last row/column of patches partly
-    outside the image (XCiT pads), so those blocks are cut at the image's edge."""
-    if maps.shape[1:] != (-(-shape[0] // patch), -(-shape[1] // patch)):
-        raise ValueError(f"{maps.shape[1:]} patch maps do not cover {shape} with patch {patch}")
-    return np.kron(maps, np.ones((1, patch, patch), maps.dtype))[:, : shape[0], : shape[1]]
-
-
-def attention_figure(
-    image: np.ndarray,
-    attention: np.ndarray,
-    patch: int,
-    out: Path,
-    threshold: float = THRESHOLD,
-    title: str = "",
-) -> Path:
-    """Fig. 5 layout: the cell, the heads' mean, then one column per head; top row each map
-    over the cell (as a fraction of its own maximum, so heads of different sharpness read on
-    one colour bar), bottom row the region where it is >= `threshold` x its maximum."""
-    heads = attention.shape[0]
-    maps = upsample(np.concatenate([attention.mean(0, keepdims=True), attention]),
-                    image.shape[:2], patch)
-    maps = maps / np.maximum(maps.max(axis=(1, 2), keepdims=True), 1e-12)
-    names = ["mean of heads", *(f"head {h}" for h in range(heads))]
-    fig, axes = plt.subplots(2, heads + 2, figsize=(1.9 * (heads + 2) + 0.8, 4.3),
-                             squeeze=False, layout="constrained")
-    for row, label in enumerate(("attention over the cell", f">= {threshold:.0%} of max")):
-        axes[row, 0].imshow(image)
-        axes[row, 0].set_ylabel(label, fontsize=8)
-    axes[0, 0].set_title("cell", fontsize=8)
-    cmap = plt.get_cmap("inferno")
-    for k, (name, m) in enumerate(zip(names, maps, strict=True), 1):
-        axes[0, k].imshow(image)
-        overlay = cmap(m)
-        overlay[..., 3] = 0.15 + 0.75 * m  # the cell shows through where attention is low
-        axes[0, k].imshow(overlay)
-        axes[0, k].set_title(name, fontsize=8, fontweight="bold" if k == 1 else "normal")
-        keep = m >= threshold
-        axes[1, k].imshow(np.where(keep[..., None], image, (image * 0.4).astype(np.uint8)))
-        axes[1, k].contour(keep, levels=[0.5], colors="yellow", linewidths=1.2)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    shown = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0.0, 1.0), cmap)
-    bar = fig.colorbar(shown, ax=axes[0, :], fraction=0.02, pad=0.01)
-    bar.set_label("attention / map's max", fontsize=7)
-    bar.ax.tick_params(labelsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
-
-
-def attention_png(
-    image_path: str | Path,
-    out: str | Path,
-    checkpoint: str | Path | None = None,
-    size: int | None = None,
-    threshold: float = THRESHOLD,
-    encoder=None,
-) -> Path:
-    """Class-attention maps of the encoder's last class-attention block for one cell image."""
-    from cellssl_jax.encoder import load_encoder
-
-    enc = encoder if encoder is not None else load_encoder(checkpoint)
-    cell = Extractor("xcit", enc, image_size=size).resize(read_rgb(image_path))  # as extract
-    att = enc.forward(cell[None])["cls_attention"][0]
-    title = f"{Path(image_path).name} - {enc.name} ({enc.arch}), last class-attention block"
-    return attention_figure(cell, att, enc.model.patch_size, Path(out), threshold, title)
-
-
-def embed_2d(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
-    """2-D coordinates of the rows: UMAP when installed (as the paper), else t-SNE, both after
-    standardising and a PCA to <= 50 dimensions (the usual denoising step)."""
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
-
-    x = StandardScaler().fit_transform(np.asarray(features, np.float64))
-    x = PCA(min(50, *x.shape), random_state=seed).fit_transform(x)
-    try:
-        import umap
-
-        return umap.UMAP(random_state=seed).fit_transform(x), "UMAP"
-    except ImportError:
-        from sklearn.manifold import TSNE
-
-        perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
-        method = "exact" if len(x) <= 1000 else "barnes_hut"  # exact is faster when small
-        tsne = TSNE(2, perplexity=perplexity, init="pca", method=method, random_state=seed)
-        return tsne.fit_transform(x), "t-SNE"
-
-
-def classes_from_csv(csv_path: str | Path, paths: list[str]) -> tuple[np.ndarray, list[str], str]:
-    """Per-cell classes from a CSV with a `file` column and a `predicted` (classify's
-    predictions.csv) or `class` column (a labels file), matched to `paths` by the file name
-    relative to any parent folder -> (labels, -1 where the CSV has no row; class names;
-    column used)."""
-    import csv
-
-    with open(csv_path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        fields = reader.fieldnames or []
-        column = next((c for c in ("predicted", "class") if c in fields), None)
-        if "file" not in fields or column is None:
-            raise ValueError(
-                f"{csv_path}: expected a 'file' column and a 'predicted' (classify's "
-                f"predictions.csv) or 'class' column, found {fields}"
-            )
-        given = {Path(row["file"]).as_posix(): row[column] for row in reader}
-    names = sorted(set(given.values()))
-    labels = np.full(len(paths), -1, np.int64)
-    for i, path in enumerate(paths):
-        parts = Path(path).parts
-        for k in range(len(parts)):  # longest suffix first: "a/x.jpg" before "x.jpg"
-            cls = given.get(Path(*parts[k:]).as_posix())
-            if cls is not None:
-                labels[i] = names.index(cls)
-                break
-    if not (labels >= 0).any():
-        raise ValueError(f"no file of {csv_path} matches a cell of the features file")
-    return labels, names, column
-
-
-def embedding_png(
-    features_path: str | Path, out: str | Path, seed: int = 0, colour_by: str | Path | None = None
-) -> Path:
-    """Scatter plot of a features file's 2-D embedding, coloured by the file's classes (grey:
-    unlabelled) or, with `colour_by`, by the classes of a CSV (classes_from_csv)."""
-    from cellssl_jax.fewshot.features import load_features
-
-    feats = load_features(features_path)
-    if len(feats.features) < 5:
-        raise ValueError(f"{features_path}: {len(feats.features)} cells; an embedding needs >= 5")
-    labels, names, grey = feats.labels, feats.class_names, "unlabelled"
-    coloured = "class"
-    if colour_by is not None:
-        labels, names, column = classes_from_csv(colour_by, feats.paths)
-        grey = f"not in {Path(colour_by).name}"
-        coloured = f"{'predicted class' if column == 'predicted' else 'class'} from "
-        coloured += Path(colour_by).name
-    xy, method = embed_2d(feats.features, seed)
-    fig, ax = plt.subplots(figsize=(7.5, 6))
-    unl = labels < 0
-    dot = 20 if len(xy) < 1000 else 6  # visible dots for a sample, no blobs for a dataset
-    if unl.any():
-        ax.scatter(*xy[unl].T, s=dot, c="lightgrey", label=f"{grey} ({unl.sum()})",
-                   linewidths=0)
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    for k, name in enumerate(names):
-        sel = labels == k
-        ax.scatter(
-            *xy[sel].T, s=dot, color=cmap(k % cmap.N), label=f"{name} ({sel.sum()})", linewidths=0
-        )
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(f"{method} of {len(xy)} cells - {feats.encoder or 'features'}\n"
-                 f"coloured by {coloured}", fontsize=10)
-    ax.legend(fontsize=8, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+PROG = "python -m cellssl_jax.visualize"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cellssl_jax.visualize",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="figure", required=True)
     att = sub.add_parser("attention", help="per-head class-attention maps of one cell")
     att.add_argument("--image", required=True, help="a cell image file")
-    att.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
-    att.add_argument("--out", required=True, help="output PNG")
-    att.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        help="model input side, any S >= 1 (default: the encoder's input_size, "
-        "else native, as extract)",
-    )
+    add_encoder_flag(att)
+    add_out_flag(att)
+    add_image_size_flag(att)
+    add_alias(att, "--size", "--image_size", type=int)
     att.add_argument(
         "--threshold",
         type=float,
-        default=THRESHOLD,
+        default=figures.THRESHOLD,
         help="fraction of each head's maximum kept in the bottom row",
     )
     emb = sub.add_parser("embedding", help="2-D embedding of a features file, by class")
-    emb.add_argument("--features", required=True, help="features file (.npz) from extract")
+    emb.add_argument("--features_file", type=Path,
+                     help="features file (.npz) from extract (required)")
+    add_alias(emb, "--features", "--features_file", type=Path)
     emb.add_argument(
         "--colour_by",
         help="a CSV whose classes colour the cells instead of the file's labels: classify's "
         "predictions.csv (column 'predicted') or a labels file (columns 'file', 'class'); "
         "files match the cells by name relative to any parent folder",
     )
-    emb.add_argument("--out", required=True, help="output PNG")
+    add_out_flag(emb)
     emb.add_argument("--seed", type=int, default=0, help="seeds the PCA and UMAP/t-SNE layout")
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def figure_file(out: Path, name: str) -> tuple[Path, Path]:
+    """(folder, png): <out>/<name>; an `--out` ending in .png (the old meaning: the figure
+    itself) is accepted for one release, with a warning."""
+    if out.suffix != ".png":
+        return out, out / name
+    print(f"{PROG}: warning: --out {out}: a PNG file is deprecated; give the output folder",
+          file=sys.stderr)
+    return out.parent, out
+
+
+def main(argv: list[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
-    log_to_console()
-    try:
-        if args.figure == "attention":
-            if not 0.0 < args.threshold <= 1.0:
-                raise ValueError(f"--threshold must be in (0, 1], got {args.threshold}")
-            out = attention_png(args.image, args.out, args.checkpoint, args.size, args.threshold)
-        else:
-            out = embedding_png(args.features, args.out, args.seed, args.colour_by)
-    except (FileNotFoundError, ValueError, OSError, UnreadableImage) as err:
-        raise SystemExit(f"error: {err}") from None
-    log.info("wrote %s", out)
+    if args.figure == "attention":
+        if not 0.0 < args.threshold <= 1.0:
+            fail(PROG, f"--threshold must be in (0, 1], got {args.threshold}")
+        folder, out = figure_file(args.out, f"attention_{Path(args.image).stem}.png")
+    else:
+        if args.features_file is None:
+            fail(PROG, "the following arguments are required: --features_file")
+        folder, out = figure_file(args.out, "embedding.png")
+    with job(PROG, folder):
+        try:
+            if args.figure == "attention":
+                from cellssl_jax.encoder import load_encoder  # JAX only when needed
+
+                encoder = load_encoder(args.encoder)
+                figures.attention_png(args.image, out, encoder, args.image_size, args.threshold)
+            else:
+                figures.embedding_png(load_features(args.features_file), out, args.seed,
+                                      args.colour_by)
+        except (OSError, UnreadableImage) as err:  # a missing or unreadable file
+            fail(PROG, str(err))
+        log.info("wrote %s", out)
+    return out
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 from tqdm import tqdm
 
-from cellssl_jax import classify, select
+from cellssl_jax import select
 from cellssl_jax.data import shared_data_dir
-from cellssl_jax.extract import FEATURE_KINDS, load_extractor
+from cellssl_jax.featurize import KINDS, featurize_folder, make_featurizer
 from cellssl_jax.fewshot.classifiers import pipeline
 from cellssl_jax.fewshot.features import Features, load_features
 from cellssl_jax.fewshot.sampling import sample_per_class
@@ -65,8 +65,8 @@ def features_for(args: argparse.Namespace) -> Features:
         return load_features(args.features)
     cached = args.out / f"features_{args.kind}.npz"
     if not cached.exists():
-        extractor = load_extractor(args.kind, args.checkpoint)
-        return classify.folder_features(args.images, cached, extractor)[0]
+        featurizer = make_featurizer(args.kind, args.encoder)
+        return featurize_folder(args.images, featurizer, cached)[0]
     return load_features(cached)
 
 
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, required=True, help="results folder (and cache)")
     parser.add_argument("--features", type=Path, help="a labelled features file to use as is")
     parser.add_argument("--images", type=Path, default=shared_data_dir() / "acevedo_pbc_dev")
-    parser.add_argument("--kind", choices=FEATURE_KINDS, default="xcit")
-    parser.add_argument("--checkpoint", help="encoder file (default: the bundled encoder)")
+    parser.add_argument("--kind", choices=KINDS, default="xcit")
+    parser.add_argument("--encoder", help="encoder file (default: the bundled encoder)")
     parser.add_argument("--budgets", default="16,40,80,200,400", help="total cells labelled")
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args(argv)

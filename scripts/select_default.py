@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
-from cellssl_jax.classify import classify_features
 from cellssl_jax.data import shared_data_dir
 from cellssl_jax.encoder import DEFAULT_ENCODER
 from cellssl_jax.fewshot.features import Features, load_features, save_features
 from cellssl_jax.fewshot.sampling import sample_per_class
+from cellssl_jax.labelling import classify_features
 from cellssl_jax.splits import file_id, three_way_split
 
 SHARED = shared_data_dir()

@@ -1,0 +1,244 @@
+"""Few-shot labelling of a lab's cells: fit a classifier on a few labelled cells (their
+features), classify the unlabelled ones, and write what a lab reads (predictions, the
+differential count, the cells to review). The library under `classify` and the demo; named for
+the task, as `fewshot/` is for the paper's protocols on features files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_predict
+
+from cellssl_jax.data.images import relative_name
+from cellssl_jax.data.reading import FolderSource
+from cellssl_jax.featurize import Featurizer, featurize_folder
+from cellssl_jax.fewshot.classifiers import CLASSIFIERS, pipeline
+from cellssl_jax.fewshot.features import Features
+
+PRESET = "paper-code"
+CV_FOLDS = 5
+
+
+@dataclass
+class Result:
+    """Predictions of one classify run (rows follow the unlabelled features' order), with the
+    features it was fitted on and predicted, so callers need not read them back from disk."""
+
+    labelled: Features
+    unlabelled: Features
+    proba: np.ndarray  # [N, C]
+    cv_name: str
+    cv_accuracy: float
+    cv_balanced_accuracy: float
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.labelled.class_names
+
+    @property
+    def paths(self) -> list[str]:
+        return self.unlabelled.paths
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.proba.argmax(axis=1)
+
+    @property
+    def margin(self) -> np.ndarray:
+        """Top probability minus the runner-up's: small = the classifier hesitates."""
+        if self.proba.shape[1] < 2:
+            return np.ones(len(self.proba))
+        top2 = np.sort(self.proba, axis=1)[:, -2:]
+        return top2[:, 1] - top2[:, 0]
+
+    def counts(self) -> np.ndarray:
+        return np.bincount(self.predicted, minlength=len(self.class_names))
+
+
+def check_classes(names: list[str], labels: np.ndarray, where: str, what: str) -> None:
+    """At least 2 classes and 2 cells in each (one to fit, one to cross-validate); `what`
+    qualifies the cells in the message ("readable " after extraction, "" before)."""
+    if len(names) < 2:
+        raise ValueError(f"{where}: need at least 2 class folders, found {names}")
+    counts = np.bincount(labels[labels >= 0], minlength=len(names))
+    small = [f"{c} ({n})" for c, n in zip(names, counts, strict=True) if n < 2]
+    if small:
+        raise ValueError(
+            f"every class needs at least 2 {what}labelled cells; too few in: {', '.join(small)}"
+        )
+
+
+def check_labelled(feats: Features) -> None:
+    """Every class needs at least 2 readable cells (one to fit, one to cross-validate)."""
+    check_classes(feats.class_names, feats.labels, feats.source, "readable ")
+
+
+def cross_validate(feats: Features, name: str) -> tuple[str, float, float]:
+    """Accuracy and balanced accuracy of `name` on the labelled cells: stratified 5-fold, or
+    leave-one-out when a class has fewer than 5 cells. SVC is scored with its decision function
+    (probabilities need >= 2 cells per class inside every fold)."""
+    x, y = feats.features, feats.labels
+    smallest = int(np.bincount(y).min())
+    if smallest >= CV_FOLDS:
+        splitter, cv_name = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0), "5-fold"
+    else:
+        splitter, cv_name = LeaveOneOut(), "leave-one-out"
+    pred = cross_val_predict(pipeline(name, PRESET), x, y, cv=splitter)
+    return cv_name, float((pred == y).mean()), float(balanced_accuracy_score(y, pred))
+
+
+def classify_features(labelled: Features, unlabelled: Features, name: str = "svm") -> Result:
+    """Fit the paper-code pipeline `name` on the labelled features, predict the unlabelled.
+
+    The prediction is the most probable class, so predictions, probabilities and margins agree.
+    """
+    check_labelled(labelled)
+    if len(unlabelled.features) == 0:
+        raise ValueError(f"{unlabelled.source}: no readable unlabelled cells to classify")
+    if labelled.dim != unlabelled.dim:
+        raise ValueError(f"feature dimensions differ ({labelled.dim} vs {unlabelled.dim})")
+    cv_name, acc, bacc = cross_validate(labelled, name)
+    model = pipeline(name, PRESET, probability="calibrated", labels=labelled.labels)
+    model.fit(labelled.features, labelled.labels)
+    proba = np.zeros((len(unlabelled.features), len(labelled.class_names)))
+    proba[:, model.classes_] = model.predict_proba(unlabelled.features)
+    return Result(labelled, unlabelled, proba, cv_name, acc, bacc)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_outputs(result: Result, out: Path, root: Path, review: int) -> dict[str, Path]:
+    """predictions.csv, counts.csv and review.csv under `out`; file names relative to `root`."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = result.class_names
+
+    pred, margin = result.predicted, result.margin
+    rows = [
+        [relative_name(p, root), names[k], *(f"{q:.4f}" for q in pr)]
+        for p, k, pr in zip(result.paths, pred, result.proba, strict=True)
+    ]
+    files = {
+        "predictions": write_csv(out / "predictions.csv", ["file", "predicted", *names], rows)
+    }
+    counts = result.counts()
+    total = int(counts.sum())
+    rows = [[c, int(n), f"{100.0 * n / total:.1f}"] for c, n in zip(names, counts, strict=True)]
+    files["counts"] = write_csv(
+        out / "counts.csv", ["class", "cells", "percent"], [*rows, ["total", total, "100.0"]]
+    )
+    order = np.argsort(margin, kind="stable")[:review]
+    rows = []
+    for rank, i in enumerate(order, 1):
+        second = np.argsort(result.proba[i])[-2] if len(names) > 1 else pred[i]
+        rows.append(
+            [
+                rank,
+                relative_name(result.paths[i], root),
+                names[pred[i]],
+                f"{result.proba[i, pred[i]]:.4f}",
+                names[second],
+                f"{result.proba[i, second]:.4f}",
+                f"{margin[i]:.4f}",
+            ]
+        )
+    files["review"] = write_csv(
+        out / "review.csv",
+        [
+            "rank",
+            "file",
+            "predicted",
+            "probability",
+            "runner_up",
+            "runner_up_probability",
+            "margin",
+        ],
+        rows,
+    )
+    return files
+
+
+def check_folders(
+    labelled: str | Path, unlabelled: str | Path, classifier: str = "svm"
+) -> tuple[FolderSource, FolderSource]:
+    """Everything that can be checked before the slow part (features) -> the folders' scans."""
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {classifier!r}; choose from {', '.join(CLASSIFIERS)}")
+    labelled, unlabelled = Path(labelled), Path(unlabelled)
+    for role, folder in (("labelled", labelled), ("unlabelled", unlabelled)):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--{role} folder {folder} does not exist")
+    train_source = FolderSource(labelled)
+    if not train_source.class_names:
+        raise ValueError(
+            f"--labelled {labelled} holds loose images; it needs one sub-folder "
+            "per class (<labelled>/<class>/<image>)"
+        )
+    check_classes(train_source.class_names, train_source.folder.labels, str(labelled), "")
+    return train_source, FolderSource(unlabelled)  # an empty folder is an error here
+
+
+def classify_folders(
+    labelled: str | Path,
+    unlabelled: str | Path,
+    out: str | Path,
+    featurizer: Featurizer,
+    classifier: str = "svm",
+    review: int = 20,
+    sources: tuple[FolderSource, FolderSource] | None = None,
+) -> tuple[dict, Result]:
+    """Featurize both folders (features files under `out`), fit on the labelled cells,
+    classify the unlabelled ones and write predictions, counts, review list and skipped/flagged
+    lists -> (the summary also written to `<out>/summary.json`, the predictions).
+    `sources`: check_folders' result, when checked already."""
+    train_source, test_source = sources or check_folders(labelled, unlabelled, classifier)
+    labelled, unlabelled, out = Path(labelled), Path(unlabelled), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, train_stats = featurize_folder(
+        labelled, featurizer, out / "labelled_features.npz", source=train_source
+    )
+    test, test_stats = featurize_folder(
+        unlabelled, featurizer, out / "unlabelled_features.npz", source=test_source
+    )
+    result = classify_features(train, test, classifier)
+    files = write_outputs(result, out, unlabelled, review)
+    skipped = [*train_stats["skipped_files"], *test_stats["skipped_files"]]
+    if skipped:
+        files["skipped"] = write_csv(out / "skipped.csv", ["file", "reason"], skipped)
+    flagged = [*train_stats["flagged_files"], *test_stats["flagged_files"]]
+    if flagged:
+        files["flagged"] = write_csv(out / "flagged.csv", ["file", "reason"], flagged)
+    counts = result.counts()
+    summary = {
+        "labelled": str(labelled),
+        "unlabelled": str(unlabelled),
+        "features": featurizer.name,
+        "features_sha256": featurizer.sha256,
+        "classifier": classifier,
+        "preset": PRESET,
+        "class_names": result.class_names,
+        "labelled_cells": int(len(train.labels)),
+        "classified_cells": int(len(test.paths)),
+        "skipped": [s for s, _ in skipped],
+        "flagged": [list(f) for f in flagged],
+        "encoded_cells": train_stats["encoded"] + test_stats["encoded"],
+        "cached_cells": train_stats["from_cache"] + test_stats["from_cache"],
+        "cv": result.cv_name,
+        "cv_accuracy": result.cv_accuracy,
+        "cv_balanced_accuracy": result.cv_balanced_accuracy,
+        "counts": dict(zip(result.class_names, counts.tolist(), strict=True)),
+        "outputs": {k: str(v) for k, v in files.items()},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary, result
