@@ -10,7 +10,14 @@ from PIL import Image
 from cellssl_jax import colorhist
 from cellssl_jax.data.reading import FolderSource
 from cellssl_jax.encoder import load_encoder, save_encoder
-from cellssl_jax.extract import Extractor, bucket_size, extract, main
+from cellssl_jax.extract import main
+from cellssl_jax.featurize import (
+    ColourHistogram,
+    bucket_size,
+    featurize,
+    make_featurizer,
+    read_size,
+)
 from cellssl_jax.fewshot.features import load_features
 from cellssl_jax.models.xcit import XCiT
 
@@ -49,11 +56,11 @@ def test_colour_histogram_matches_numpy():
 
 
 def test_extract_folder_matches_encoder_and_lists_skipped(tiny_encoder, folder, tmp_path):
-    out = tmp_path / "f.npz"
     stats = main(
-        ["--images", str(folder), "--checkpoint", str(tiny_encoder), "--out", str(out)]
+        ["--images", str(folder), "--encoder", str(tiny_encoder), "--out", str(tmp_path / "f")]
         + ["--batch_size", "4"]
     )
+    out = tmp_path / "f" / "features.npz"
     feats = load_features(out)
     assert feats.features.shape == (40, 32) and stats["skipped"] == 1
     assert feats.class_names == ["eosinophil", "neutrophil"]
@@ -67,9 +74,10 @@ def test_extract_folder_matches_encoder_and_lists_skipped(tiny_encoder, folder, 
     first = np.asarray(Image.open(feats.paths[1]))
     ref = enc.embed(np.asarray(Image.fromarray(first).resize((32, 32), Image.BILINEAR))[None])
     np.testing.assert_allclose(feats.features[1], ref[0], atol=1e-5)
-    rows = list(csv.reader((tmp_path / "f.skipped.csv").open()))
+    rows = list(csv.reader((tmp_path / "f" / "features.skipped.csv").open()))
     assert rows[1][0].endswith("broken.jpg") and "corrupt" in rows[1][1]
-    assert not (tmp_path / "f.npz.partial.npz").exists()
+    assert not (tmp_path / "f" / "features.npz.partial.npz").exists()
+    assert "wrote" in (tmp_path / "f" / "extract.log").read_text()
 
 
 class _Dies:
@@ -92,23 +100,23 @@ class _Dies:
 
 def test_extract_resumes_after_a_kill(folder, tmp_path):
     source = FolderSource(folder)
-    extractor = Extractor("colorhist", batch_size=2)  # chunks of 16 images
+    extractor = ColourHistogram(batch_size=2)  # chunks of 16 images
     full = tmp_path / "full.npz"
-    extract(source, "spec", extractor, full, workers=1, save_every=0)
+    featurize(source, "spec", extractor, full, workers=1, save_every=0)
     out = tmp_path / "r.npz"
     with pytest.raises(RuntimeError, match="killed"):
-        extract(_Dies(source, fail_at=35), "spec", extractor, out, workers=1, save_every=0)
+        featurize(_Dies(source, fail_at=35), "spec", extractor, out, workers=1, save_every=0)
     assert (tmp_path / "r.npz.partial.npz").exists()
     again = _Dies(source)
-    extract(again, "spec", extractor, out, workers=1, save_every=0)
+    featurize(again, "spec", extractor, out, workers=1, save_every=0)
     assert again.reads == len(source) - 32  # two finished chunks were not read again
     a, b = load_features(full), load_features(out)
     np.testing.assert_array_equal(a.features, b.features)
     assert a.paths == b.paths and a.skipped == b.skipped
     with pytest.raises(RuntimeError, match="killed"):
-        extract(_Dies(source, fail_at=20), "spec", extractor, out, workers=1, save_every=0)
+        featurize(_Dies(source, fail_at=20), "spec", extractor, out, workers=1, save_every=0)
     with pytest.raises(ValueError, match="delete it"):  # a partial of another run is refused
-        extract(source, "other", extractor, out, workers=1, save_every=0)
+        featurize(source, "other", extractor, out, workers=1, save_every=0)
 
 
 def test_extract_cli_errors(tmp_path, folder):
@@ -139,7 +147,7 @@ def test_extract_cli_errors(tmp_path, folder):
             [
                 "--images",
                 str(folder),
-                "--checkpoint",
+                "--encoder",
                 str(tmp_path / "no.msgpack"),
                 "--out",
                 str(tmp_path / "x.npz"),
@@ -164,8 +172,8 @@ def test_encoder_input_size_is_the_default_resolution(tmp_path):
     enc = load_encoder(path)
     assert enc.input_size == 48
     image = np.zeros((60, 64, 3), np.uint8)
-    assert Extractor("xcit", enc).resize(image).shape == (48, 48, 3)
-    assert Extractor("xcit", enc, image_size=32).resize(image).shape == (32, 32, 3)
+    assert read_size(enc).resize(image).shape == (48, 48, 3)
+    assert read_size(enc, 32).resize(image).shape == (32, 32, 3)
 
 
 def test_odd_input_size_reads_like_timm(timm_xcit, tmp_path):
@@ -188,25 +196,25 @@ def test_odd_input_size_reads_like_timm(timm_xcit, tmp_path):
     images[1][5:20, 8:25] = (200, 40, 90)
     for i, img in enumerate(images):
         Image.fromarray(img).save(tmp_path / "cells" / "a" / f"{i}.png")
-    stats = main(["--images", str(tmp_path / "cells"), "--checkpoint", str(enc),
-                  "--out", str(tmp_path / "f.npz"), "--batch_size", "2"])
+    stats = main(["--images", str(tmp_path / "cells"), "--encoder", str(enc),
+                  "--out", str(tmp_path / "f"), "--batch_size", "2"])
     assert stats["shapes"] == [(37, 37)]
     pixels = np.stack([resize_rgb(img, (37, 37)) for img in images]) / 255.0
     with torch.no_grad():
         x = torch.from_numpy(((pixels - 0.5) / 0.5).transpose(0, 3, 1, 2)).float()
         ref = model.forward_features(x)[:, 0].numpy()
-    feats = load_features(tmp_path / "f.npz").features
+    feats = load_features(tmp_path / "f" / "features.npz").features
     assert np.abs(feats - ref).max() <= 1e-4
     assert np.abs(ref[0] - ref[1]).max() > 1e-2  # the two cells give different features
 
 
 def test_native_size_reads_every_image_as_it_is(tiny_encoder, folder, tmp_path):
     """--image_size native: no resizing; images of one size are batched together."""
-    out = tmp_path / "n.npz"
-    stats = main(["--images", str(folder), "--checkpoint", str(tiny_encoder), "--out", str(out),
+    out = tmp_path / "n"
+    stats = main(["--images", str(folder), "--encoder", str(tiny_encoder), "--out", str(out),
                   "--batch_size", "4", "--image_size", "native"])
     assert stats["shapes"] == [(30, 34), (60, 64)]
-    feats = load_features(out)
+    feats = load_features(out / "features.npz")
     assert feats.read_size == "native"
     enc = load_encoder(tiny_encoder)
     for i in (0, 1):  # 00.png is 60x64, 01.png 30x34
@@ -216,16 +224,23 @@ def test_native_size_reads_every_image_as_it_is(tiny_encoder, folder, tmp_path):
         with pytest.raises(SystemExit):
             main(["--images", str(folder), "--out", str(out), "--image_size", bad])
     with pytest.raises(ValueError, match="image size must be >= 1 or 'native'"):
-        Extractor("xcit", enc, image_size="big")
+        read_size(enc, "big")
 
 
 def test_combined_features_are_the_two_kinds_side_by_side(folder, tiny_encoder, tmp_path):
     enc = load_encoder(tiny_encoder)
     feats = {}
     for kind in ("xcit", "colorhist", "xcit+colorhist"):
-        extract(FolderSource(folder), "spec", Extractor(kind, enc, batch_size=4),
-                tmp_path / f"{kind}.npz", workers=1)
+        featurize(FolderSource(folder), "spec", make_featurizer(kind, enc, batch_size=4),
+                  tmp_path / f"{kind}.npz", workers=1)
         feats[kind] = load_features(tmp_path / f"{kind}.npz")
+    # saving is optional: the same features in memory, nothing written
+    unsaved, stats = featurize(FolderSource(folder), "spec", make_featurizer("xcit", enc, 4),
+                               workers=1)
+    np.testing.assert_array_equal(unsaved.features, feats["xcit"].features)
+    assert unsaved.paths == feats["xcit"].paths and stats["skipped"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{k}.npz" for k in feats] + [f"{k}.skipped.csv" for k in feats])
     both = feats["xcit+colorhist"]
     assert both.dim == 32 + 96 and both.encoder == "tiny+colorhist_3x32"
     np.testing.assert_allclose(both.features[:, :32], feats["xcit"].features, rtol=1e-6)
@@ -236,9 +251,7 @@ def test_combined_features_are_the_two_kinds_side_by_side(folder, tiny_encoder, 
 
 def test_unknown_feature_kind_is_named():
     with pytest.raises(ValueError, match="unknown features 'colour'.*xcit\\+colorhist"):
-        Extractor("colour")
-    with pytest.raises(ValueError, match="'xcit\\+colorhist' need an encoder"):
-        Extractor("xcit+colorhist")
+        make_featurizer("colour")
 
 
 def test_extract_tfds_split_matches_folder(tmp_path):
@@ -253,9 +266,10 @@ def test_extract_tfds_split_matches_folder(tmp_path):
             Image.fromarray(pixels).save(lab / name / f"{i}.png")
     prepare("image_folder", lab, tmp_path / "data")
     spec = ["--features", "colorhist", "--data_dir", str(tmp_path / "data")]
-    main(["--images", "tfds:image_folder/lab/all", "--out", str(tmp_path / "t.npz")] + spec)
-    main(["--images", str(lab), "--out", str(tmp_path / "f.npz"), "--features", "colorhist"])
-    tf, fo = load_features(tmp_path / "t.npz"), load_features(tmp_path / "f.npz")
+    main(["--images", "tfds:image_folder/lab/all", "--out", str(tmp_path / "t")] + spec)
+    main(["--images", str(lab), "--out", str(tmp_path / "f"), "--features", "colorhist"])
+    tf = load_features(tmp_path / "t" / "features.npz")
+    fo = load_features(tmp_path / "f" / "features.npz")
     assert tf.class_names == fo.class_names == ["blast", "lympho"]
     rows = zip(fo.paths, fo.features, fo.labels, strict=True)
     by_name = {p.split("lab/")[-1]: (x, y) for p, x, y in rows}
@@ -268,12 +282,12 @@ def test_extract_tfds_split_matches_folder(tmp_path):
 
 def test_real_rgba_tiffs_and_jpegs(shared_data, tiny_encoder, tmp_path):
     """Matek blood's 400x400 RGBA TIFFs -> one 384x384 bucket; Acevedo JPEGs -> histograms."""
-    out = tmp_path / "blood.npz"
+    out = tmp_path / "blood"
     stats = main(
         ["--images", str(shared_data / "matek_blood_tiff_dev"), "--out", str(out)]
-        + ["--checkpoint", str(tiny_encoder), "--batch_size", "4"]
+        + ["--encoder", str(tiny_encoder), "--batch_size", "4"]
     )
-    feats = load_features(out)
+    feats = load_features(out / "features.npz")
     assert stats["shapes"] == [(384, 384)] and feats.features.shape == (10, 32)
     assert feats.class_names == ["EOS", "LYT", "MON", "MYO", "NGS"]
     assert np.isfinite(feats.features).all() and feats.skipped == []
@@ -282,7 +296,7 @@ def test_real_rgba_tiffs_and_jpegs(shared_data, tiny_encoder, tmp_path):
         (lab / name).mkdir(parents=True)
         for src in sorted((shared_data / "acevedo_pbc_dev" / name).glob("*.jpg"))[:5]:
             (lab / name / src.name).symlink_to(src)
-    main(["--images", str(lab), "--features", "colorhist", "--out", str(tmp_path / "h.npz")])
-    hist = load_features(tmp_path / "h.npz")
+    main(["--images", str(lab), "--features", "colorhist", "--out", str(tmp_path / "h")])
+    hist = load_features(tmp_path / "h" / "features.npz")
     assert hist.features.shape == (10, 96) and hist.encoder == "colorhist_3x32"
     np.testing.assert_allclose(hist.features.reshape(10, 3, 32).sum(-1), 1.0, rtol=1e-5)
