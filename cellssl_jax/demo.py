@@ -194,14 +194,18 @@ def run(
     return outputs
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_out_flag(parser, default=Path("demo_out"))
     add_encoder_flag(parser)
     add_cache_flag(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     with job(PROG, args.out):
         outputs = run(args.out, args.encoder, cache_root(not args.no_cache))
     print((args.out / "summary.md").read_text())

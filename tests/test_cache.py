@@ -84,7 +84,7 @@ def test_pixel_key_follows_pixels_and_shape():
 def classify_cli(lab, out: Path, encoder: Path, *extra: str) -> dict:
     labelled, unlabelled = lab
     return classify.main(["--labelled", str(labelled), "--unlabelled", str(unlabelled),
-                          "--out", str(out), "--checkpoint", str(encoder), *extra])
+                          "--out", str(out), "--encoder", str(encoder), *extra])
 
 
 def test_second_classify_with_another_classifier_does_no_encoder_forward(
@@ -123,19 +123,19 @@ def test_extract_select_and_read_size_share_the_cache_correctly(
     lab, tmp_path, tiny_encoder, forwards
 ):
     _, unlabelled = lab
-    common = ["--images", str(unlabelled), "--checkpoint", str(tiny_encoder)]
-    first = extract.main([*common, "--features", "xcit", "--out", str(tmp_path / "a.npz")])
+    common = ["--images", str(unlabelled), "--encoder", str(tiny_encoder)]
+    first = extract.main([*common, "--features", "xcit", "--out", str(tmp_path / "a")])
     assert first["encoded"] == 6 and forwards
     forwards.clear()
-    select.main(["--images", str(unlabelled), "--checkpoint", str(tiny_encoder),
+    select.main(["--images", str(unlabelled), "--encoder", str(tiny_encoder),
                  "--budget", "3", "--out", str(tmp_path / "select")])
     assert forwards == []  # select after extract: the pair's encoder half is cached
-    fresh = extract.main([*common, "--features", "xcit", "--out", str(tmp_path / "b.npz"),
+    fresh = extract.main([*common, "--features", "xcit", "--out", str(tmp_path / "b"),
                           "--no_cache"])
     assert fresh["encoded"] == 6 and fresh["from_cache"] == 0
-    np.testing.assert_allclose(load_features(tmp_path / "a.npz").features,
-                               load_features(tmp_path / "b.npz").features, atol=1e-5)
+    np.testing.assert_allclose(load_features(tmp_path / "a" / "features.npz").features,
+                               load_features(tmp_path / "b" / "features.npz").features, atol=1e-5)
     other = extract.main([*common, "--features", "xcit", "--image_size", "64",
-                          "--out", str(tmp_path / "c.npz")])
+                          "--out", str(tmp_path / "c")])
     assert other["encoded"] == 6  # another read size is another table
-    assert load_features(tmp_path / "c.npz").read_size == "64"
+    assert load_features(tmp_path / "c" / "features.npz").read_size == "64"

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cellssl_jax import classify
-from cellssl_jax.fewshot.features import Features
+from cellssl_jax import classify, labelling
+from cellssl_jax.featurize import make_featurizer
+from cellssl_jax.fewshot.features import Features, load_features
 
 SAMPLE = Path(classify.__file__).parent / "assets" / "sample"
 CLASSES = ("eosinophil", "lymphocyte", "platelet")
@@ -89,11 +90,13 @@ def test_colorhist_end_to_end(lab, tmp_path, capsys):
 
 def test_xcit_features_with_encoder_file(lab, tmp_path, tiny_encoder):
     labelled, unlabelled = lab
-    summary, result = classify.run(labelled, unlabelled, tmp_path / "o", "lr", "xcit",
-                                   tiny_encoder)
+    summary, result = labelling.classify_folders(
+        labelled, unlabelled, tmp_path / "o", make_featurizer("xcit", tiny_encoder), "lr"
+    )
     assert summary["features"] == "tiny" and len(summary["features_sha256"]) == 64
-    feats = classify.load_features(tmp_path / "o" / "labelled_features.npz")
+    feats = load_features(tmp_path / "o" / "labelled_features.npz")
     assert feats.features.shape == (18, 32)
+    assert result.labelled.features.tobytes() == feats.features.tobytes()  # as saved
     written = rows(tmp_path / "o" / "predictions.csv")  # the returned predictions, in order
     assert [r["file"] for r in written] == [Path(p).name for p in result.paths]
     assert [r["predicted"] for r in written] == [result.class_names[k] for k in result.predicted]
@@ -102,10 +105,11 @@ def test_xcit_features_with_encoder_file(lab, tmp_path, tiny_encoder):
 def test_default_features_are_encoder_beside_colour(lab, tmp_path, tiny_encoder):
     labelled, unlabelled = lab
     summary = classify.main(["--labelled", str(labelled), "--unlabelled", str(unlabelled),
-                             "--out", str(tmp_path / "o"), "--checkpoint", str(tiny_encoder)])
+                             "--out", str(tmp_path / "o"), "--encoder", str(tiny_encoder)])
     assert summary["features"] == "tiny+colorhist_3x32"
-    feats = classify.load_features(tmp_path / "o" / "labelled_features.npz")
+    feats = load_features(tmp_path / "o" / "labelled_features.npz")
     assert feats.features.shape == (18, 32 + 96)
+    assert "classify.log" in {p.name for p in (tmp_path / "o").iterdir()}
 
 
 def synthetic(per_class: list[int], seed: int = 0) -> Features:
@@ -123,17 +127,19 @@ def synthetic(per_class: list[int], seed: int = 0) -> Features:
 def test_classify_features_separable_and_cv_choice():
     train, test = synthetic([6, 6, 6]), synthetic([4, 4, 4], seed=1)
     for name in ("svm", "lr", "knn"):
-        result = classify.classify_features(train, test, name)
+        result = labelling.classify_features(train, test, name)
         assert result.cv_name == "5-fold" and result.cv_accuracy >= 0.85, name
         assert (result.predicted == test.labels).mean() >= 0.9, name
         assert np.allclose(result.proba.sum(1), 1.0) and (result.margin >= 0).all()
-    tiny = classify.classify_features(synthetic([2, 3, 4]), test, "svm")
+    tiny = labelling.classify_features(synthetic([2, 3, 4]), test, "svm")
     assert tiny.cv_name == "leave-one-out"
 
 
 def run_cli(*argv: str) -> str:
     with pytest.raises(SystemExit) as exc:
         classify.main(list(argv))
+    assert exc.value.code == 2  # one error format: "<prog>: error: <message>", exit status 2
+    assert str(exc.value).startswith("python -m cellssl_jax.classify: error: ")
     return str(exc.value)
 
 
@@ -141,7 +147,8 @@ def test_errors_name_the_problem_before_any_extraction(lab, tmp_path, monkeypatc
     def no_extraction(*args, **kwargs):
         raise AssertionError("extraction started before the inputs were checked")
 
-    monkeypatch.setattr(classify, "extract", no_extraction)
+    monkeypatch.setattr(labelling, "featurize_folder", no_extraction)
+    monkeypatch.setattr(classify, "make_featurizer", no_extraction)
     labelled, unlabelled = lab
     out = str(tmp_path / "out")
     common = ["--out", out, "--features", "colorhist"]

@@ -35,7 +35,7 @@ def test_bundled_sample_is_complete():
 
 def test_demo_end_to_end(tmp_path, tiny_encoder, capsys):
     out = tmp_path / "demo_out"
-    outputs = demo.main(["--out", str(out), "--checkpoint", str(tiny_encoder)])
+    outputs = demo.main(["--out", str(out), "--encoder", str(tiny_encoder)])
     printed = capsys.readouterr().out
     for path in outputs.values():
         assert path.exists(), path
@@ -70,6 +70,7 @@ def test_demo_end_to_end(tmp_path, tiny_encoder, capsys):
     assert encoded["xcit"]["encoded_cells"] == 196
     assert encoded["xcit+colorhist"]["encoded_cells"] == 0
     assert encoded["xcit+colorhist"]["cached_cells"] == 196
+    assert "compiling the encoder" in (out / "demo.log").read_text()
     md = (out / "summary.md").read_text()
     assert "unlabelled cells: accuracy" in md and "| colorhist_3x32 |" in md
 

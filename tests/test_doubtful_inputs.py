@@ -15,7 +15,7 @@ from cellssl_jax import classify
 from cellssl_jax.data.images import doubts, read_image
 from cellssl_jax.data.reading import FolderSource
 from cellssl_jax.encoder import load_encoder
-from cellssl_jax.extract import Extractor, extract
+from cellssl_jax.featurize import featurize, make_featurizer
 
 SAMPLE = Path(classify.__file__).parent / "assets" / "sample"
 
@@ -66,10 +66,10 @@ def test_transparency_is_measured_on_decoding(tmp_path):
 
 def test_extract_warns_once_per_kind_and_lists_them(tmp_path, tiny_encoder, caplog):
     root = doubtful_folder(tmp_path / "cells")
-    extractor = Extractor("xcit+colorhist", load_encoder(tiny_encoder), image_size=128)
+    extractor = make_featurizer("xcit+colorhist", load_encoder(tiny_encoder), image_size=128)
     out = tmp_path / "f.npz"
     with caplog.at_level(logging.WARNING, logger="cellssl_jax"):
-        stats = extract(FolderSource(root), str(root), extractor, out, workers=2)
+        _, stats = featurize(FolderSource(root), str(root), extractor, out, workers=2)
     assert stats["images"] == 7 and stats["skipped"] == 1  # doubtful images are kept
     flagged = {Path(r["path"]).name: r["reason"] for r in rows(tmp_path / "f.flagged.csv")}
     assert set(flagged) == {"grey_l.png", "grey_rgb.jpg", "transparent.png", "large.png"}

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from cellssl_jax import visualize
+from cellssl_jax import figures, visualize
 from cellssl_jax.fewshot.features import Features, save_features
 from cellssl_jax.fewshot.protocols import direct_transfer, fewshot_curve
 from cellssl_jax.fewshot.report import curve_figure, summarise, whole_percent_rows, write_report
@@ -81,19 +81,19 @@ def test_embedding_coloured_by_predictions_or_a_labels_file(tmp_path):
         rows = [["file", "predicted", "a", "b"]]
         rows += [[f"cell_{i}.jpg", "b" if i % 2 else "a", 0.5, 0.5] for i in range(25)]
         csv.writer(fh).writerows(rows)
-    labels, names, column = visualize.classes_from_csv(pred, paths)
+    labels, names, column = figures.classes_from_csv(pred, paths)
     assert names == ["a", "b"] and column == "predicted"
     assert labels[:25].tolist() == [i % 2 for i in range(25)] and (labels[25:] == -1).all()
-    out = tmp_path / "by_pred.png"
-    visualize.main(["embedding", "--features", str(feats), "--colour_by", str(pred),
+    out = tmp_path / "by_pred"
+    visualize.main(["embedding", "--features_file", str(feats), "--colour_by", str(pred),
                     "--out", str(out)])
-    assert out.stat().st_size > 0
+    assert (out / "embedding.png").stat().st_size > 0
     truth = tmp_path / "truth.csv"
     truth.write_text("file,class\ntoday/cell_3.jpg,monocyte\n")
-    labels, names, column = visualize.classes_from_csv(truth, paths)
+    labels, names, column = figures.classes_from_csv(truth, paths)
     assert names == ["monocyte"] and column == "class" and labels.tolist().count(0) == 1
     bad = tmp_path / "bad.csv"
     bad.write_text("name,label\nx,y\n")
     with pytest.raises(SystemExit, match="'predicted'"):
-        visualize.main(["embedding", "--features", str(feats), "--colour_by", str(bad),
+        visualize.main(["embedding", "--features_file", str(feats), "--colour_by", str(bad),
                         "--out", str(out)])

@@ -58,9 +58,9 @@ def test_cli_writes_selection_and_contact_sheet(tmp_path, capsys):
         [
             "--images",
             str(images),
-            "--per-class-budget",
+            "--per_class_budget",
             "2",
-            "--expected-classes",
+            "--expected_classes",
             "6",
             "--features",
             "colorhist",
@@ -92,8 +92,8 @@ def test_cli_budget_errors(tmp_path):
     ]
     for extra, message in [
         ([], "either --budget"),
-        (["--budget", "4", "--per-class-budget", "2", "--expected-classes", "2"], "either"),
-        (["--per-class-budget", "2"], "go together"),
+        (["--budget", "4", "--per_class_budget", "2", "--expected_classes", "2"], "either"),
+        (["--per_class_budget", "2"], "go together"),
         (["--budget", "0"], "at least 1"),
         (["--budget", "101"], "between 1 and the 100 cells"),
     ]:
@@ -106,6 +106,6 @@ def test_cli_budget_errors(tmp_path):
 def test_default_features_are_the_pair_classify_uses(tmp_path, tiny_encoder):
     out = tmp_path / "sel"
     select.main(["--images", str(SAMPLE / "unlabelled"), "--budget", "4",
-                 "--checkpoint", str(tiny_encoder), "--out", str(out)])
+                 "--encoder", str(tiny_encoder), "--out", str(out)])
     feats = load_features(out / "features.npz")
     assert feats.encoder == "tiny+colorhist_3x32" and feats.dim == 32 + 96
