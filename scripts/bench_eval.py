@@ -2,7 +2,7 @@
 
   .venv/bin/python scripts/bench_eval.py --images ../shared/data/acevedo_pbc_dev --out bench_out
 
-Steps (each one a real CLI run, timed): (1) `extract` with an encoder (--checkpoint, or a
+Steps (each one a real CLI run, timed): (1) `extract` with an encoder (--encoder, or a
 random-init XCiT of --arch saved to the output folder; the bundled encoder is not used by
 default); (2) `evaluate fewshot --split 0.7` with the default protocol (8 sizes x --repeats x
 svm,lr,knn); (3) the colour-histogram baseline: `extract --features colorhist`, then SVM
@@ -44,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", default=str(shared_data_dir() / "acevedo_pbc_dev"))
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
-    parser.add_argument("--checkpoint", type=Path, default=None, help="encoder file")
+    parser.add_argument("--encoder", type=Path, default=None, help="encoder file")
     parser.add_argument("--arch", default="xcit_nano_12_p16", help="random-init arch if no file")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--image_size", type=int, default=None, help="default: native, bucketed")
@@ -58,15 +58,15 @@ def main() -> None:
     jobs = ["--jobs", str(args.jobs)]
 
     if "xcit" not in skip:
-        ckpt = args.checkpoint or random_init_encoder(
+        ckpt = args.encoder or random_init_encoder(
             args.out / f"{args.arch}_random.msgpack", args.arch, XCIT_VARIANTS[args.arch],
             mean=PAPER_MEAN, std=PAPER_STD,
         )
-        feats = args.out / "features_xcit.npz"
+        feats = args.out / "features_xcit" / "features.npz"
         _timed(
             "extract_xcit",
             extract.main,
-            ["--images", args.images, "--checkpoint", str(ckpt), "--out", str(feats)]
+            ["--images", args.images, "--encoder", str(ckpt), "--out", str(feats.parent)]
             + ["--batch_size", str(args.batch_size)]
             + (["--image_size", str(args.image_size)] if args.image_size else []),
             log,
@@ -80,11 +80,11 @@ def main() -> None:
             log,
         )
     if "colorhist" not in skip:
-        hist = args.out / "features_colorhist.npz"
+        hist = args.out / "features_colorhist" / "features.npz"
         _timed(
             "extract_colorhist",
             extract.main,
-            ["--images", args.images, "--features", "colorhist", "--out", str(hist)],
+            ["--images", args.images, "--features", "colorhist", "--out", str(hist.parent)],
             log,
         )
         _timed(

@@ -51,20 +51,20 @@ def main() -> None:
     random_path = random_init_encoder(out / "random_init.msgpack", enc.arch,
                                       enc.meta["model_config"], enc.mean, enc.std, enc.input_size)
     encoder = str(enc.path)
-    kinds = {"random init": ["--checkpoint", str(random_path)],
+    kinds = {"random init": ["--encoder", str(random_path)],
              "colour histogram": ["--features", "colorhist"],
-             "encoder": ["--checkpoint", encoder],
+             "encoder": ["--encoder", encoder],
              "encoder + colour histogram": ["--features", "xcit+colorhist",
-                                            "--checkpoint", encoder]}
+                                            "--encoder", encoder]}
     rows = []
     for i, (kind, flags) in enumerate(kinds.items()):
         feats = {}
         for name, images in [("pbc_train", "tfds:acevedo/train"), ("pbc_test", "tfds:acevedo/test"),
                              ("bm", str(SHARED / "matek_bm_dev"))]:
-            feats[name] = out / f"{i}_{name}.npz"
+            feats[name] = out / f"{i}_{name}" / "features.npz"
             if not feats[name].exists():
                 run("cellssl_jax.extract", "--images", images, "--data_dir", str(tfds_dir),
-                    "--out", str(feats[name]), *flags)
+                    "--out", str(feats[name].parent), *flags)
         common = ["--classifiers", ",".join(CLASSIFIERS), "--preset", "paper-code",
                   "--repeats", str(args.repeats)]
         run("cellssl_jax.evaluate", "fewshot", "--train", str(feats["pbc_train"]), "--test",

@@ -44,11 +44,11 @@ COLOUR = "colorhist"
 
 def extract(out: Path, dataset: str, name: str, encoder: Path | None, size: str | None) -> Path:
     """Features of every cell of `dataset`, made once with the project's extract command."""
-    path = out / f"{dataset}_{name}{'_' + size if size else ''}.npz"
+    path = out / f"{dataset}_{name}{'_' + size if size else ''}" / "features.npz"
     folder = {"pbc": "acevedo_pbc_dev", "bm": "matek_bm_dev"}[dataset]
     if not path.exists():
         cmd = [sys.executable, "-m", "cellssl_jax.extract", "--images", str(SHARED / folder),
-               "--out", str(path)]
+               "--out", str(path.parent)]
         if encoder is None:
             cmd += ["--features", COLOUR]
         else:
