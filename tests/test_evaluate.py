@@ -89,7 +89,7 @@ def test_transfer_cli(tmp_path):
 def _error(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
-    return str(info.value.code)
+    return str(info.value)
 
 
 def test_bad_input_gives_clear_errors(toy, tmp_path):
@@ -150,6 +150,7 @@ def test_an_error_is_printed_once_and_kept_in_the_log(tmp_path):
     cmd = [sys.executable, "-m", "cellssl_jax.evaluate", "fewshot", "--train", str(bad),
            "--split", "0.7", "--out", str(tmp_path / "out")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.count("does not exist") == 1, proc.stderr
+    assert "python -m cellssl_jax.evaluate: error: features file" in proc.stderr
     assert "does not exist" in (tmp_path / "out" / "evaluate.log").read_text()

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +170,7 @@ def featurize(
         log.info("resuming %s at image %d of %d", part.path, part.next_index, len(source))
     featurizer.load_cache()
     start, last_save, done_now = time.perf_counter(), time.perf_counter(), 0
-    before = featurizer.counts
+    before = replace(featurizer.counts)  # a copy: an encoder's counts grow in place
     # The bar is drawn on a terminal only (in a log file every redraw, the closing one included,
     # would be a line of its own); log lines print above it.
     with (
