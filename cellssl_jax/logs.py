@@ -33,16 +33,6 @@ def fail(prog: str, message: str) -> NoReturn:
     raise error
 
 
-def log_to_console() -> None:
-    """The package's INFO messages on stderr as plain lines, other libraries' from WARNING only.
-
-    At INFO, jax reports every platform it could not start ("Unable to initialize backend 'tpu'")
-    on a machine that simply has none.
-    """
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("cellssl_jax").setLevel(logging.INFO)
-
-
 @contextmanager
 def logging_to(path: Path) -> Iterator[None]:
     """Log the package's INFO messages to stderr and to `path` for the duration of a job; an
