@@ -6,7 +6,6 @@ the task, as `fewshot/` is for the paper's protocols on features files.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_pred
 from cellssl_jax.data.images import relative_name
 from cellssl_jax.data.reading import FolderSource
 from cellssl_jax.featurize import Featurizer, featurize_folder
+from cellssl_jax.featurize.extraction import write_csv
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS, pipeline
 from cellssl_jax.fewshot.features import Features
 
@@ -109,14 +109,6 @@ def classify_features(labelled: Features, unlabelled: Features, name: str = "svm
     proba = np.zeros((len(unlabelled.features), len(labelled.class_names)))
     proba[:, model.classes_] = model.predict_proba(unlabelled.features)
     return Result(labelled, unlabelled, proba, cv_name, acc, bacc)
-
-
-def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def write_outputs(result: Result, out: Path, root: Path, review: int) -> dict[str, Path]:

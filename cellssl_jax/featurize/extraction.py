@@ -15,7 +15,7 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +31,7 @@ from cellssl_jax.fewshot.features import Features, save_features
 
 log = logging.getLogger("cellssl_jax.featurize")
 
+LISTED = ("path", "reason")  # the header of the skipped and flagged lists
 CHUNK_BATCHES = 8  # images are read and finished in chunks of this many batches
 
 
@@ -122,7 +123,8 @@ def _read(source, index: int, featurizer: Featurizer):
     return item, featurizer.prepare(image[..., :3].astype(np.uint8, copy=False))
 
 
-def write_csv(path: Path, rows: list[tuple], header: tuple[str, ...] = ("path", "reason")) -> Path:
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> Path:
+    """A CSV file: the header, then the rows."""
     with path.open("w", newline="") as fh:
         csv.writer(fh).writerows([header, *rows])
     return path
@@ -255,10 +257,10 @@ def _save(features: Features, out: Path, part: Partial) -> None:
                   features.paths, features.encoder, features.encoder_sha256, features.skipped,
                   features.read_size)
     if part.skipped:
-        skipped_csv = write_csv(out.with_name(out.stem + ".skipped.csv"), part.skipped)
+        skipped_csv = write_csv(out.with_name(out.stem + ".skipped.csv"), LISTED, part.skipped)
         log.info("wrote %s (%d unreadable images)", skipped_csv, len(part.skipped))
     if part.flagged:
-        flagged_csv = write_csv(out.with_name(out.stem + ".flagged.csv"),
+        flagged_csv = write_csv(out.with_name(out.stem + ".flagged.csv"), LISTED,
                                 [(i, r) for i, _, r in part.flagged])
         warn_flagged(part.flagged, flagged_csv)
 
