@@ -8,8 +8,6 @@ import ast
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "cellssl_jax"
 JOBS = {
     f"cellssl_jax.{name}"
@@ -87,7 +85,6 @@ def test_libraries_import_no_job():
     assert not {m: v for m, v in bad.items() if v}
 
 
-@pytest.mark.xfail(strict=True, reason="until the features library lands")
 def test_jobs_import_no_other_job():
     bad = {m: sorted((imports(m) & JOBS) - {m}) for m in sorted(JOBS)}
     assert not {m: v for m, v in bad.items() if v}
