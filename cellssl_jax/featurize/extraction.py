@@ -1,7 +1,8 @@
 """Featurize a dataset: every image of a folder or TFDS split through a featurizer -> Features.
 
-Images are read, checked and prepared in a thread pool, a chunk ahead of the featurizer.
-Unreadable images are skipped, warned about and listed with the reason (`Features.skipped`,
+Images are read, checked and prepared in grain's reader threads (data/reading.read_images, the
+reader training uses too), ahead of the featurizer. Unreadable images follow the reader's one
+policy: skipped, warned about and listed with the reason (`Features.skipped`,
 `<out stem>.skipped.csv`); readable but doubtful ones (greyscale, an alpha channel hiding
 pixels, far larger than the read size) are kept, warned about once per kind and listed in
 `<out stem>.flagged.csv`. Saving is optional; with an `out` file the run is resumable: every
@@ -12,11 +13,11 @@ arguments continues from there.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,8 +25,8 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from cellssl_jax.data.images import UnreadableImage, doubts
-from cellssl_jax.data.reading import FolderSource, tfds_source
+from cellssl_jax.data.images import doubts
+from cellssl_jax.data.reading import FolderSource, read_images, tfds_source
 from cellssl_jax.featurize.featurizers import Featurizer
 from cellssl_jax.fewshot.features import Features, save_features
 
@@ -108,19 +109,20 @@ class Partial:
             self.path.unlink(missing_ok=True)
 
 
-def _read(source, index: int, featurizer: Featurizer):
-    """(item without pixels, prepared image) or (None, reason) for an unreadable image; the
-    item's "doubts" say why its features may be wrong (images.doubts)."""
-    try:
-        item = source[index]
-    except UnreadableImage as err:
-        return None, err.reason
-    image = np.asarray(item.pop("image"))
-    side = featurizer.read.square if featurizer.read is not None else None
-    item["doubts"] = doubts(image, item.pop("transparent", 0.0), side)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    return item, featurizer.prepare(image[..., :3].astype(np.uint8, copy=False))
+class _Prepare:
+    """Per-image work in the reader threads: the doubts about the image (images.doubts) and
+    the featurizer's preparation; the pixels are dropped after."""
+
+    def __init__(self, featurizer: Featurizer):
+        self.featurizer = featurizer
+        read = featurizer.read
+        self.side = read.square if read is not None else None
+
+    def __call__(self, item: dict) -> dict:
+        image = item.pop("image")
+        item["doubts"] = doubts(image, item.pop("transparent", 0.0), self.side)
+        item["prepared"] = self.featurizer.prepare(image)
+        return item
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> Path:
@@ -140,11 +142,6 @@ def warn_flagged(flagged: list[tuple[str, str, str]], listed_in: Path | str) -> 
         more = f" and {len(items) - 1} more" if len(items) > 1 else ""
         log.warning("%d %s image(s), kept but doubtful: %s (%s)%s; all listed in %s",
                     len(items), kind, ident, reason, more, listed_in)
-
-
-def _chunks(n: int, start: int, size: int) -> Iterator[range]:
-    for lo in range(start, n, size):
-        yield range(lo, min(n, lo + size))
 
 
 def featurize(
@@ -175,49 +172,39 @@ def featurize(
     before = replace(featurizer.counts)  # a copy: an encoder's counts grow in place
     # The bar is drawn on a terminal only (in a log file every redraw, the closing one included,
     # would be a line of its own); log lines print above it.
+    items = read_images(source, range(part.next_index, len(source)), _Prepare(featurizer),
+                        workers)
+    # The bar is drawn on a terminal only (in a log file every redraw, the closing one included,
+    # would be a line of its own); log lines print above it.
     with (
-        ThreadPoolExecutor(workers) as pool,
         tqdm(total=len(source), initial=part.next_index, unit="img", desc="extract",
              disable=None) as bar,
         logging_redirect_tqdm([logging.getLogger(), logging.getLogger("cellssl_jax")]),
     ):
-        chunks = _chunks(len(source), part.next_index, chunk)
-
-        def submit(r: range | None) -> list[Future] | None:
-            return None if r is None else [pool.submit(_read, source, i, featurizer) for i in r]
-
-        current = next(chunks, None)
-        pending = submit(current)
         try:
-            while current is not None:
-                following = next(chunks, None)
-                ahead = submit(following)  # read the next chunk while this one is featurized
-                results = [f.result() for f in pending]
-                good = [
-                    (i, item, x) for i, (item, x) in zip(current, results, strict=True) if item
-                ]
-                for i, (item, reason) in zip(current, results, strict=True):
-                    if item is None:
-                        ident = _item_id(source, i, None, spec)
-                        log.warning("skipping unreadable image %s: %s", ident, reason)
-                        part.skipped.append((ident, reason))
-                feats = featurizer([x for _, _, x in good])
+            while chunk_items := list(itertools.islice(items, chunk)):
+                good = [item for item in chunk_items if "prepared" in item]
+                for item in chunk_items:
+                    if "prepared" not in item:  # unreadable: warned by the reader
+                        ident = _item_id(source, item["index"], None, spec)
+                        part.skipped.append((ident, item["reason"]))
+                feats = featurizer([item["prepared"] for item in good])
                 part.features.extend(feats)
-                part.labels.extend(int(item["label"]) for _, item, _ in good)
-                part.ids.extend(_item_id(source, i, item, spec) for i, item, _ in good)
+                part.labels.extend(int(item["label"]) for item in good)
+                part.ids.extend(_item_id(source, item["index"], item, spec) for item in good)
                 part.flagged.extend(
-                    (_item_id(source, i, item, spec), kind, reason)
-                    for i, item, _ in good
+                    (_item_id(source, item["index"], item, spec), kind, reason)
+                    for item in good
                     for kind, reason in item["doubts"]
                 )
-                part.next_index = current[-1] + 1
-                done_now += len(current)
-                bar.update(len(current))
-                if time.perf_counter() - last_save > save_every and following is not None:
+                part.next_index = chunk_items[-1]["index"] + 1
+                done_now += len(chunk_items)
+                bar.update(len(chunk_items))
+                more = part.next_index < len(source)
+                if time.perf_counter() - last_save > save_every and more:
                     part.save(featurizer.dim)
                     featurizer.flush_cache()
                     last_save = time.perf_counter()
-                current, pending = following, ahead
         finally:  # rows encoded before an error or Ctrl-C are kept for the next run
             featurizer.flush_cache()
     seconds = time.perf_counter() - start
