@@ -24,7 +24,7 @@ test: $(BIN)/.installed-test
 	$(BIN)/python -m pytest -q tests
 
 test-fast: $(BIN)/.installed-test
-	$(BIN)/ruff check cellssl_jax tests scripts configs
+	$(BIN)/ruff check cellssl_jax tests scripts
 	$(BIN)/python -m pytest -q -m "not slow and not parity" tests
 
 clean:

@@ -4,14 +4,16 @@
   python -m cellssl_jax.evaluate fewshot --train A.npz --test B.npz --n 5,50 --out DIR
   python -m cellssl_jax.evaluate transfer --source BM.npz --target BLOOD.npz \
       --map matek_bm->matek_blood --out DIR
+  python -m cellssl_jax.evaluate knn --features_file F.npz --out DIR
 
 Writes results.csv, summary.json, report.md, curve.png, confusion/*.png and evaluate.log under
---out.
+--out (knn: knn.json and evaluate.log).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import time
@@ -23,6 +25,7 @@ from cellssl_jax.cli import add_out_flag
 from cellssl_jax.fewshot.classes import DATASETS
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS, PRESET_RULE, PRESETS, RULES
 from cellssl_jax.fewshot.features import Features, load_features
+from cellssl_jax.fewshot.knn import knn_accuracy
 from cellssl_jax.fewshot.protocols import (
     DEFAULT_N,
     Evaluation,
@@ -92,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "code; sklearn-default: scikit-learn's defaults on the raw features, as the paper's text",
     )
     common.add_argument("--repeats", type=int, default=100, help="repetitions (default 100)")
-    common.add_argument("--seed", type=int, default=0, help="seeds split and every repetition")
+    common.add_argument("--seed", type=int, default=0, help="seeds every repetition")
     common.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)"
     )
@@ -158,6 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="source cells per class (default 250, or all cells of a smaller source; an "
         "explicit n larger than every class is an error)",
     )
+    knn = sub.add_parser(
+        "knn",
+        help="k-NN probe of one labelled features file",
+        description="Cosine k-NN (distance-weighted), each cell predicted by stratified k-fold "
+        "cross-validation; balanced accuracy. DINO's yardstick for a feature, no fitting: "
+        "compare encoders (or checkpoints of one run) on the same cells.",
+    )
+    add_out_flag(knn)
+    knn.add_argument("--features_file", type=Path, required=True, help="features file (.npz)")
+    knn.add_argument("--k", type=int, default=20, help="neighbours (default 20, as DINO)")
+    knn.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    knn.add_argument("--seed", type=int, default=0, help="seeds the folds")
     return parser
 
 
@@ -272,9 +287,29 @@ def run(args: argparse.Namespace) -> Evaluation:
     return ev
 
 
+def knn_probe(args: argparse.Namespace) -> Path:
+    """`evaluate knn`: the k-NN balanced accuracy of one file -> knn.json."""
+    feats = load_features(args.features_file)
+    require_labels(feats, "--features_file")
+    labelled = feats.subset(feats.labelled.nonzero()[0])
+    accuracy = knn_accuracy(labelled.features, labelled.labels, args.k, args.folds, args.seed)
+    log.info("k-NN (k=%d, %d-fold) balanced accuracy %.1f %% on %d cells of %d classes, %s",
+             args.k, args.folds, 100 * accuracy, len(labelled.labels),
+             len(np.unique(labelled.labels)), describe_encoder(feats))
+    out = args.out / "knn.json"
+    out.write_text(json.dumps({"features_file": str(args.features_file), "k": args.k,
+                               "folds": args.folds, "seed": args.seed,
+                               "cells": len(labelled.labels), "balanced_accuracy": accuracy,
+                               "encoder": describe_encoder(feats)}, indent=1))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     with job(PROG, args.out):
+        if args.protocol == "knn":
+            log.info("wrote %s", knn_probe(args))
+            return
         start = time.perf_counter()
         ev = run(args)
         log.info("%s protocol done in %.1f s", ev.protocol, time.perf_counter() - start)

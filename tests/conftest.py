@@ -44,6 +44,7 @@ SLOW = (
     "test_convert.py::test_infer_arch_from_shapes[xcit_large",
     "test_convert.py::test_round_trip_without_torch",
     "test_extract.py::test_extract_folder_matches_encoder_and_lists_skipped",
+    "test_scripts.py::test_help",
 )
 
 

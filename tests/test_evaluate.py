@@ -154,3 +154,18 @@ def test_an_error_is_printed_once_and_kept_in_the_log(tmp_path):
     assert proc.stderr.count("does not exist") == 1, proc.stderr
     assert "python -m cellssl_jax.evaluate: error: features file" in proc.stderr
     assert "does not exist" in (tmp_path / "out" / "evaluate.log").read_text()
+
+
+def test_knn_probe_scores_separable_features_and_not_shuffled_ones(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 30)
+    centres = np.eye(3, 16) * 10
+    feats = centres[labels] + rng.normal(size=(90, 16))
+    scores = {}
+    for name, y in (("clustered", labels), ("shuffled", rng.permutation(labels))):
+        path = save_features(tmp_path / f"{name}.npz", feats, y, ["a", "b", "c"],
+                             [f"{i}.png" for i in range(90)], "enc", "ab" * 32)
+        main(["knn", "--features_file", str(path), "--out", str(tmp_path / name)])
+        scores[name] = json.loads((tmp_path / name / "knn.json").read_text())["balanced_accuracy"]
+    assert scores["clustered"] == 1.0
+    assert scores["shuffled"] < 0.6  # chance is 1/3

@@ -1,8 +1,8 @@
 """The bundled encoder continued on a 2-core CPU: more cells, stronger colour augmentation.
 
 Starts from the H200-trained encoder (`--config.init_encoder`, set by
-scripts/pretrain_bundled.py) with a fresh head; 96 px global crops of 128 px cells so a step of
-32 cells costs a few seconds on two cores. Hue / saturation jitter is doubled (stain colour
+scripts/release/pretrain_bundled.py) with a fresh head; 96 px global crops of 128 px cells so a
+step of 32 cells costs a few seconds on two cores. Hue / saturation jitter is doubled (stain colour
 differs between laboratories: the added Raabin, BCD and AML cells come from four more).
 """
 

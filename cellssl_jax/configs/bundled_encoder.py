@@ -1,6 +1,6 @@
 """The bundled encoder's recipe: XCiT-nano/p8 on 128 px cells, DINO's small-model settings.
 
-Made for one GPU and a few minutes (see docs/MODEL_CARD.md and scripts/pretrain_bundled.py);
+Made for one GPU and a few minutes (see docs/MODEL_CARD.md and scripts/release/pretrain_bundled.py);
 set `--config.data.folder` to the unlabelled cells and `--config.total_steps` to the budget.
 """
 

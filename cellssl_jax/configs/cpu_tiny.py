@@ -1,7 +1,8 @@
 """A small XCiT at small crops that trains on a 2-core CPU (tests, the k-NN probe).
 
 XCiT-nano/p16 layout at reduced depth, 2 x 96 + 4 x 48 crops of 112 px cells, a 2048-d head.
-Chosen by `scripts/knn_probe.py` runs of 500 steps (README, "Does it learn?").
+Chosen by k-NN probes of 500-step runs (README, "Does it learn?"; `scripts/knn_probe.py`, since
+replaced by `evaluate knn`).
 """
 
 from cellssl_jax.data import shared_data_dir

@@ -34,9 +34,9 @@ log = logging.getLogger("cellssl_jax.featurize")
 BUCKET = 32  # native sizes are rounded to multiples of this (divisible by patch 8 and 16)
 NATIVE = "native"  # image size: every image at exactly its own size
 KINDS = ("xcit", "colorhist", "xcit+colorhist")
-# chosen on the PBC validation split (scripts/select_default.py, docs/MODEL_CARD.md): best of
-# colour, encoder and both, for SVM and LR; on the test part, once: SVM 86.6 % vs colour 86.1 %,
-# LR 89.1 % vs 87.1 %
+# chosen on the PBC validation split (scripts/release/select_default.py, docs/MODEL_CARD.md):
+# best of colour, encoder and both, for SVM and LR; on the test part, once: SVM 86.6 % vs
+# colour 86.1 %, LR 89.1 % vs 87.1 %
 DEFAULT_KIND = "xcit+colorhist"
 
 

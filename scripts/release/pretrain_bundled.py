@@ -7,8 +7,8 @@ H200 (docs/measurements/2026-11-26_h200). `--stage cpu`: continues a stage-gpu e
 cells: BM dev, the PBC *fit* part only (never validation or test, `three_way_split`), and the
 unlabelled PBC, AML-blood and Raabin/BCD white-cell folders of ../shared/data.
 
-    python scripts/pretrain_bundled.py --stage gpu --workdir runs/bundled
-    python scripts/pretrain_bundled.py --stage cpu --workdir runs/bundled_cpu \\
+    python scripts/release/pretrain_bundled.py --stage gpu --workdir runs/bundled
+    python scripts/release/pretrain_bundled.py --stage cpu --workdir runs/bundled_cpu \\
         --export runs/bundled_cpu/candidate.msgpack
 
 Both resume when rerun after an interruption. The teacher backbone is copied to --export (default:
@@ -29,7 +29,6 @@ from cellssl_jax.data import shared_data_dir
 from cellssl_jax.encoder import DEFAULT_ENCODER
 from cellssl_jax.splits import file_id, three_way_split
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED = shared_data_dir()
 UNLABELLED = ("acevedo_pbc_unlabelled", "matek_blood_unlabelled", "wbc_crops_unlabelled")
 STAGES = {  # config, PBC dev parts used, extra unlabelled folders, default steps

@@ -1,6 +1,6 @@
 """Throughput of the DINO train step (augmentation + student/teacher + update) for a preset.
 
-    python scripts/bench_train.py --config cpu_tiny [--steps 10] [--config.x=y ...]
+    python scripts/bench/bench_train.py --config cpu_tiny [--steps 10] [--config.x=y ...]
 
 Runs the step on synthetic uint8 images at the config's pipeline size over all local devices
 and prints compile time, img/s, the analytic FLOP per image (cellssl_jax/models/flops.py: the

@@ -1,6 +1,7 @@
 """Benchmark: feature extraction (img/s) and the full few-shot protocol (wall time) on real cells.
 
-  .venv/bin/python scripts/bench_eval.py --images ../shared/data/acevedo_pbc_dev --out bench_out
+  .venv/bin/python scripts/bench/bench_eval.py --images ../shared/data/acevedo_pbc_dev \\
+      --out bench_out
 
 Steps (each one a real CLI run, timed): (1) `extract` with an encoder (--encoder, or a
 random-init XCiT of --arch saved to the output folder; the bundled encoder is not used by

@@ -7,9 +7,9 @@ the paper-code SVM is fitted on them, and balanced accuracy is measured on all t
 (a class never labelled scores 0 for its cells). "random per class" draws budget / C cells of
 every class; it needs the labels beforehand, so it is a reference, not an option for a lab.
 
-    python scripts/bench_select.py --out runs/bench_select                      # bundled encoder
-    python scripts/bench_select.py --out runs/bench_select_ch --kind colorhist  # baseline
-    python scripts/bench_select.py --out DIR --features F.npz                   # any features
+    python scripts/bench/bench_select.py --out runs/bench_select                     # bundled
+    python scripts/bench/bench_select.py --out runs/bench_select_ch --kind colorhist # baseline
+    python scripts/bench/bench_select.py --out DIR --features F.npz                  # any file
 """
 
 from __future__ import annotations

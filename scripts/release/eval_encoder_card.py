@@ -10,7 +10,7 @@ part, scored on its test part, 20 repeats; (2) direct transfer: fitted on 250 bo
 cells/class (matek_bm_dev), predicting the PBC test part with probability masking. Every step is a
 `python -m cellssl_jax.<job>` call; results go to --out (summary.md, summary.json).
 
-    python scripts/eval_encoder_card.py --out runs/card [--encoder F] [--repeats 20]
+    python scripts/release/eval_encoder_card.py --out runs/card [--encoder F] [--repeats 20]
 """
 
 from __future__ import annotations

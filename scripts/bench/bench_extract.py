@@ -5,7 +5,7 @@ may be shared). Prints and writes JSON: img/s (median wall time of the timed run
 and their ratio, img per CPU-second (process time; steadier when the machine is shared), and
 the max |diff| of the CLS features as a sanity check.
 
-    .venv/bin/python scripts/bench_extract.py --out bench_extract.json
+    .venv/bin/python scripts/bench/bench_extract.py --out bench_extract.json
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Images/s of the training input (decode + resize to uint8 batches) on this CPU: grain with
 reader threads, grain with worker processes, and the pre-grain pipeline, on the same files.
 
-    .venv/bin/python scripts/bench_input.py --data ../shared/data --workers 2 [--old_ref 057e21c]
+    .venv/bin/python scripts/bench/bench_input.py --data ../shared/data --workers 2 \\
+        [--old_ref 057e21c]
 
 Per dataset (PBC and BM dev folders): single-thread decode+resize (the per-core ceiling), then
 `host_batches` at `--workers` threads, at `--workers` processes, and the thread pool that
@@ -28,7 +29,7 @@ from cellssl_jax.data.images import read_rgb, scan_folder
 from cellssl_jax.data.pipeline import host_batches
 from cellssl_jax.data.reading import FolderSource, resize_rgb
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATASETS = {"pbc": "acevedo_pbc_dev", "bm": "matek_bm_dev"}
 OLD_PIPELINE = "cellssl_jax/data/pipeline.py"
 

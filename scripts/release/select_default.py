@@ -4,8 +4,8 @@ on a validation split, then report the choice once on the test part (and across 
 PBC dev cells (../shared/data/acevedo_pbc_dev) are split by the builders' id-seeded rule
 (`three_way_split`: sha256 ids; the builders' 70/30 train/test, then the train part 70/30 into
 fit/validation), so the test part is the builders' test split, which no encoder trained by
-scripts/pretrain_bundled.py saw. Candidates: colour histograms, each --encoder at each --sizes
-read, and each beside the colour histograms. For each candidate and classifier, `classify`'s
+scripts/release/pretrain_bundled.py saw. Candidates: colour histograms, each --encoder at each
+--sizes read, and each beside the colour histograms. For each candidate and classifier, `classify`'s
 own fit (paper-code pipeline, calibrated probabilities, most probable class) on 50 fit
 cells/class per draw predicts the validation cells; balanced accuracy over --repeats draws.
 With --test, each classifier's chosen candidate and the colour baseline are then fitted on 50
@@ -13,7 +13,7 @@ train cells/class (fit + validation) and scored on the test part, once; and fitt
 cells and scored on the PBC test part (`evaluate transfer`, 250 cells/class, masking as the
 paper).
 
-    python scripts/select_default.py --out runs/select_default \\
+    python scripts/release/select_default.py --out runs/select_default \\
         [--encoder shipped=cellssl_jax/assets/encoder_default.msgpack --encoder cpu=F.msgpack] \\
         [--sizes 224,352] [--test]
 """
