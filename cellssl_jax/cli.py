@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cellssl_jax.featurize.featurizers import DEFAULT_KIND, KINDS, NATIVE
+from cellssl_jax.feature_kinds import DEFAULT_KIND, KINDS, NATIVE
 
 
 class _Deprecated(argparse.Action):

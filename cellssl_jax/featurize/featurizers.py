@@ -28,16 +28,11 @@ import numpy as np
 from cellssl_jax import colorhist
 from cellssl_jax.cache import FeatureTable, pixel_key
 from cellssl_jax.data.reading import resize_rgb
+from cellssl_jax.feature_kinds import DEFAULT_KIND, KINDS, NATIVE
 
 log = logging.getLogger("cellssl_jax.featurize")
 
 BUCKET = 32  # native sizes are rounded to multiples of this (divisible by patch 8 and 16)
-NATIVE = "native"  # image size: every image at exactly its own size
-KINDS = ("xcit", "colorhist", "xcit+colorhist")
-# chosen on the PBC validation split (scripts/release/select_default.py, docs/MODEL_CARD.md):
-# best of colour, encoder and both, for SVM and LR; on the test part, once: SVM 86.6 % vs
-# colour 86.1 %, LR 89.1 % vs 87.1 %
-DEFAULT_KIND = "xcit+colorhist"
 
 
 def bucket_size(height: int, width: int, step: int = BUCKET) -> tuple[int, int]:
