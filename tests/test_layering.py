@@ -74,6 +74,15 @@ def test_fewshot_reaches_no_jax():
     assert not {m: v for m, v in bad.items() if v}
 
 
+def test_evaluate_and_the_facts_reach_no_jax():
+    """`evaluate` runs where only features files and scikit-learn are (the flags it shares with
+    the extracting jobs must not pull the extraction in)."""
+    facts = ["cellssl_jax.vocab", "cellssl_jax.splits", "cellssl_jax.feature_kinds"]
+    bad = {m: sorted(reaches(m) & ACCELERATOR_STACK) for m in ["cellssl_jax.evaluate", *facts]}
+    assert not {m: v for m, v in bad.items() if v}
+    assert not any(imports(m) & set(MODULES) for m in facts)
+
+
 def test_data_reaches_neither_models_nor_dino():
     banned = set(_under("cellssl_jax.models")) | set(_under("cellssl_jax.dino"))
     bad = {m: sorted(reaches(m) & banned) for m in _under("cellssl_jax.data")}
