@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from cellssl_jax.data import shared_data_dir
+
+
+def run_on_cpu_devices(args: list[str], devices: int = 8, timeout: float = 900,
+                       **kwargs) -> subprocess.CompletedProcess:
+    """`python ARGS` in a fresh process with `devices` CPU devices (XLA reads the flag once, at
+    start); fails the test with the output's tail unless it exits 0."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
+    return proc
+
 
 # The tiny encoder (32 wide, one block, 4 heads); tests that need its config import it from here.
 TINY_XCIT = dict(patch_size=16, embed_dim=32, depth=1, num_heads=4, eta=1.0, tokens_norm=False)

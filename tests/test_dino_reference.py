@@ -19,13 +19,12 @@ differ by at most 2 * sum(lr), and cannot change any output.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_on_cpu_devices
 
 B, GLOBAL, LOCAL, N_LOCAL, OUT_DIM, K, FREEZE = 8, 32, 16, 2, 64, 6, 2
 ARCH = "xcit_small_12_p8"
@@ -81,11 +80,7 @@ def test_k_steps_equal_pytorch_dino(timm_xcit, tmp_path, clip_mode, clip):
              **{f"final_student.{k}": v for k, v in state_dict(student).items()},
              **{f"final_teacher.{k}": v for k, v in state_dict(teacher).items()})
 
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, __file__, str(ref), clip_mode, str(clip)], env=env,
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
+    proc = run_on_cpu_devices([__file__, str(ref), clip_mode, str(clip)], timeout=1200)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     print(report)
     assert report["ok"], report

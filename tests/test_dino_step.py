@@ -5,10 +5,9 @@
 Runs in a subprocess with 8 fake CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count).
 """
 
-import os
-import subprocess
-import sys
 import textwrap
+
+from conftest import run_on_cpu_devices
 
 SCRIPT = textwrap.dedent(
     """
@@ -75,9 +74,4 @@ SCRIPT = textwrap.dedent(
 
 
 def test_eight_devices_equal_one_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    assert "OK" in proc.stdout
+    assert "OK" in run_on_cpu_devices(["-c", SCRIPT]).stdout

@@ -4,14 +4,12 @@ step and iterator state), 8 devices, the unreadable-image policy, the extraction
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_on_cpu_devices
 from PIL import Image
 
 from cellssl_jax.data.pipeline import epoch_order, host_batches
@@ -216,18 +214,7 @@ def test_eight_fake_cpu_devices(cell_folder):
         np.testing.assert_array_equal(np.asarray(means), 40 * (b["label"][:, 0] + 1))
         print("OK8")
     """)
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0 and "OK8" in out.stdout, out.stderr[-2000:]
+    assert "OK8" in run_on_cpu_devices(["-c", script], timeout=300, cwd=REPO).stdout
 
 
 def test_unreadable_images_are_skipped_warned_and_named(cell_folder, caplog):
