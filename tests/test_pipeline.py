@@ -27,6 +27,13 @@ def _labels(batches) -> list[np.ndarray]:
     return [b["label"].ravel().copy() for b in batches]
 
 
+def _batches(source, **kw):
+    """host_batches on one host with one device, 3 x 5 images, seed 0, one epoch, unless told."""
+    defaults = dict(image_size=(3, 5), seed=0, local_devices=1, process_index=0,
+                    process_count=1, num_epochs=1)
+    return host_batches(source, **{**defaults, **kw})
+
+
 @pytest.fixture
 def cell_folder(tmp_path) -> Path:
     """3 classes x 5 images of odd sizes; every pixel of class c is 40*(c+1)."""
@@ -43,17 +50,7 @@ def test_folder_batches_shape_and_labels(cell_folder):
     source = FolderSource(cell_folder)
     assert len(source) == 15 and source.class_names == ["BLA", "EOS", "LYT"]
     batches = list(
-        host_batches(
-            source,
-            batch_size_per_device=3,
-            image_size=(8, 10),
-            seed=0,
-            local_devices=2,
-            process_index=0,
-            process_count=1,
-            num_epochs=1,
-            workers=2,
-        )
+        _batches(source, batch_size_per_device=3, image_size=(8, 10), local_devices=2, workers=2)
     )
     assert len(batches) == 2  # 15 // 6, remainder dropped
     for b in batches:
@@ -65,18 +62,8 @@ def test_folder_batches_shape_and_labels(cell_folder):
 
 def test_one_epoch_is_a_permutation_and_epochs_differ():
     source = _index_source(24)
-    run = _labels(
-        host_batches(
-            source,
-            batch_size_per_device=4,
-            image_size=(3, 5),
-            seed=7,
-            local_devices=2,
-            process_index=0,
-            process_count=1,
-            num_epochs=2,
-        )
-    )
+    run = _labels(_batches(source, batch_size_per_device=4, seed=7, local_devices=2,
+                           num_epochs=2))
     assert len(run) == 6
     first, second = np.concatenate(run[:3]), np.concatenate(run[3:])
     assert sorted(first) == list(range(24)) and sorted(second) == list(range(24))
@@ -85,42 +72,33 @@ def test_one_epoch_is_a_permutation_and_epochs_differ():
 
 def test_deterministic_for_seed_and_differs_across_seeds():
     source = _index_source(40)
-    kw = dict(
-        batch_size_per_device=5,
-        image_size=(3, 5),
-        local_devices=1,
-        process_index=0,
-        process_count=1,
-        num_epochs=2,
-    )
-    a = _labels(host_batches(source, seed=3, **kw))
-    b = _labels(host_batches(source, seed=3, workers=1, prefetch=0, **kw))
-    c = _labels(host_batches(source, seed=4, **kw))
+    kw = dict(batch_size_per_device=5, num_epochs=2)
+    a = _labels(_batches(source, seed=3, **kw))
+    b = _labels(_batches(source, seed=3, workers=1, prefetch=0, **kw))
+    c = _labels(_batches(source, seed=4, **kw))
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
 
 
 def test_order_is_epoch_order_sliced_into_global_steps():
     """The stream of one process is epoch_order(seed, e) cut into batches (as before grain)."""
-    kw = dict(batch_size_per_device=4, image_size=(3, 5), seed=9, local_devices=1,
-              process_index=0, process_count=1, num_epochs=2)
-    got = np.concatenate(_labels(host_batches(_index_source(18), **kw)))
+    got = np.concatenate(_labels(_batches(_index_source(18), batch_size_per_device=4, seed=9,
+                                          num_epochs=2)))
     want = np.concatenate([epoch_order(18, 9, e)[:16] for e in range(2)])
     np.testing.assert_array_equal(got, want)
 
 
 def test_iterator_state_resumes_exactly_with_threads_or_without():
     source = _index_source(30)
-    kw = dict(batch_size_per_device=4, image_size=(3, 5), seed=1, local_devices=1,
-              process_index=0, process_count=1, num_epochs=3)
-    full = _labels(host_batches(source, **kw))
-    it = host_batches(source, workers=3, prefetch=4, **kw)
+    kw = dict(batch_size_per_device=4, seed=1, num_epochs=3)
+    full = _labels(_batches(source, **kw))
+    it = _batches(source, workers=3, prefetch=4, **kw)
     for _ in range(8):
         next(it)
     state = it.get_state()
     it.close()
     assert json.loads(json.dumps(state)) == state  # JSON: what orbax's grain handler writes
-    resumed = host_batches(source, workers=1, prefetch=0, **kw)
+    resumed = _batches(source, workers=1, prefetch=0, **kw)
     resumed.set_state(state)
     rest = _labels(resumed)
     assert len(rest) == 13 and all(np.array_equal(x, y) for x, y in zip(full[8:], rest,
@@ -129,65 +107,34 @@ def test_iterator_state_resumes_exactly_with_threads_or_without():
 
 def test_start_step_resumes_exactly():
     source = _index_source(30)
-    kw = dict(
-        batch_size_per_device=4,
-        image_size=(3, 5),
-        seed=1,
-        local_devices=1,
-        process_index=0,
-        process_count=1,
-        num_epochs=3,
-    )
-    full = _labels(host_batches(source, **kw))
-    resumed = _labels(host_batches(source, start_step=8, **kw))
+    kw = dict(batch_size_per_device=4, seed=1, num_epochs=3)
+    full = _labels(_batches(source, **kw))
+    resumed = _labels(_batches(source, start_step=8, **kw))
     assert len(full) == 21 and len(resumed) == 13  # 7 steps/epoch; resume mid-epoch 2
     assert all(np.array_equal(x, y) for x, y in zip(full[8:], resumed, strict=True))
 
 
 def test_hosts_read_disjoint_shards_of_each_global_step():
     source = _index_source(48)
-    kw = dict(
-        batch_size_per_device=3,
-        image_size=(3, 5),
-        seed=5,
-        local_devices=2,
-        process_count=4,
-        num_epochs=1,
-    )
-    per_host = [_labels(host_batches(source, process_index=p, **kw)) for p in range(4)]
+    kw = dict(batch_size_per_device=3, seed=5, local_devices=2, process_count=4)
+    per_host = [_labels(_batches(source, process_index=p, **kw)) for p in range(4)]
     assert [len(h) for h in per_host] == [2, 2, 2, 2]  # 48 / (4 hosts x 2 devices x 3)
     seen = np.concatenate([np.concatenate(h) for h in per_host])
     assert sorted(seen) == list(range(48))
     # Same global step on one host count: identical whatever other hosts do.
-    again = _labels(host_batches(source, process_index=2, **kw))
+    again = _labels(_batches(source, process_index=2, **kw))
     assert all(np.array_equal(x, y) for x, y in zip(per_host[2], again, strict=True))
 
 
-def test_errors_for_bad_arguments():
-    with pytest.raises(ValueError, match="global batch"):
-        next(
-            host_batches(
-                _index_source(3),
-                batch_size_per_device=4,
-                image_size=(3, 5),
-                seed=0,
-                local_devices=1,
-                process_index=0,
-                process_count=1,
-            )
-        )
-    with pytest.raises(ValueError, match="process_index"):
-        next(
-            host_batches(
-                _index_source(3),
-                batch_size_per_device=1,
-                image_size=(3, 5),
-                seed=0,
-                local_devices=1,
-                process_index=2,
-                process_count=2,
-            )
-        )
+@pytest.mark.parametrize("per_device, process_index, process_count, message", [
+    (4, 0, 1, "global batch"),  # 3 images cannot fill one batch of 4
+    (1, 2, 2, "process_index"),
+])
+def test_errors_for_bad_arguments(per_device, process_index, process_count, message):
+    with pytest.raises(ValueError, match=message):
+        next(host_batches(_index_source(3), batch_size_per_device=per_device, image_size=(3, 5),
+                          seed=0, local_devices=1, process_index=process_index,
+                          process_count=process_count))
 
 
 def test_resize_keeps_dtype_and_identity():
