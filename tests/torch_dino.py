@@ -55,7 +55,7 @@ class MultiCropWrapper(nn.Module):
     def forward(self, x):
         idx_crops = torch.cumsum(torch.unique_consecutive(
             torch.tensor([inp.shape[-1] for inp in x]), return_counts=True)[1], 0)
-        start_idx, output = 0, torch.empty(0)
+        start_idx, output = 0, torch.empty(0).to(x[0].device)
         for end_idx in idx_crops:
             output = torch.cat((output, self.backbone(torch.cat(x[start_idx:end_idx]))))
             start_idx = end_idx

@@ -8,12 +8,17 @@ matmuls and convolutions of student forward + backward on all crops and teacher 
 global ones) and the achieved FLOP/s; pass the accelerator's peak (--peak_tflops, e.g. 989 for
 an H200's dense bf16) to get MFU. XLA's cost-analysis figure is printed beside it only as a
 cross-check (on GPU it misses what runs in fused and library kernels). Data loading is not
-included.
+included. --json appends the figures (and peak device memory where the backend reports it) as
+one line to a file; --profile writes a jax.profiler trace of 3 steps after the timed ones.
 """
 
 from __future__ import annotations
 
+import collections
+import gzip
+import json
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -27,7 +32,28 @@ from cellssl_jax.trainer import build
 # --config comes with cellssl_jax.train (same presets and overrides).
 flags.DEFINE_integer("steps", 10, "timed steps (after one compile/warm-up step)")
 flags.DEFINE_float("peak_tflops", 0.0, "accelerator peak TFLOP/s for MFU (0: not reported)")
+flags.DEFINE_string("json", "", "append the figures as one JSON line to this file")
+flags.DEFINE_string("profile", "", "write a jax.profiler trace of 3 more steps to this folder")
 FLAGS = flags.FLAGS
+
+
+def top_ops(folder: str, n: int = 5) -> list[tuple[str, float]]:
+    """The n ops with the most total time in a jax.profiler trace: device kernels where the
+    trace has a device (GPU/TPU), else the host's XLA ops (Python frames and the executor's own
+    spans left out). -> [(name, milliseconds)]."""
+    path = sorted(Path(folder).rglob("*.trace.json.gz"))[-1]
+    events = json.loads(gzip.open(path).read())["traceEvents"]
+    names = {e["pid"]: e["args"]["name"] for e in events
+             if e.get("ph") == "M" and e.get("name") == "process_name"}
+    device = {pid for pid, name in names.items() if "/device:" in name}
+    total: collections.Counter = collections.Counter()
+    for e in events:
+        if e.get("ph") != "X" or (device and e["pid"] not in device):
+            continue
+        if not device and (e["name"].startswith("$") or "Thunk" in e["name"]):
+            continue
+        total[e["name"]] += e.get("dur", 0) / 1e3
+    return total.most_common(n)
 
 
 def main(argv: list[str]) -> None:
@@ -85,6 +111,29 @@ def main(argv: list[str]) -> None:
     print(line)
     if xla_flops:  # cost analysis is per device program
         print(f"cross-check, XLA cost analysis: {xla_flops / per_dev / 1e9:.2f} GFLOP/img")
+    stats = jax.devices()[0].memory_stats() or {}  # None on the CPU backend
+    peak_gib = stats.get("peak_bytes_in_use", 0) / 2**30
+    if peak_gib:
+        print(f"peak device memory {peak_gib:.1f} GiB")
+    if FLAGS.profile:
+        with jax.profiler.trace(FLAGS.profile):
+            for _ in range(3):
+                rstate, m = step(rstate, images)
+            jax.block_until_ready(m)
+        ops = top_ops(FLAGS.profile)
+        print(f"profile -> {FLAGS.profile}; top ops by time over 3 steps: "
+              + "; ".join(f"{name} {ms:.1f} ms" for name, ms in ops))
+    if FLAGS.json:
+        record = dict(device=jax.devices()[0].device_kind, devices=n_dev, jax=jax.__version__,
+                      arch=config.model.arch, batch=config.batch_size, dtype=config.model.dtype,
+                      parallel=config.parallel, crops=crops, compile_s=compile_s,
+                      step_ms=dt * 1e3, img_per_s=ips, gflop_per_img=per_img / 1e9,
+                      mfu=tflops / FLAGS.peak_tflops if FLAGS.peak_tflops else None,
+                      xla_gflop_per_img=xla_flops / per_dev / 1e9 if xla_flops else None,
+                      peak_gib=peak_gib or None,
+                      top_ops=top_ops(FLAGS.profile) if FLAGS.profile else None)
+        with open(FLAGS.json, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":
