@@ -8,7 +8,13 @@ encoder export), metrics (metrics.jsonl + TensorBoard), configs (`load_config`).
 
 from cellssl_jax.trainer.checkpoints import export_teacher
 from cellssl_jax.trainer.configs import load_config
-from cellssl_jax.trainer.loop import KILL_AT_STEP_ENV, Stopped, check_finite, train_and_evaluate
+from cellssl_jax.trainer.loop import (
+    KILL_AT_STEP_ENV,
+    Stopped,
+    check_finite,
+    export_checkpoint,
+    train_and_evaluate,
+)
 from cellssl_jax.trainer.run import (
     ConfigError,
     Run,
@@ -24,6 +30,6 @@ from cellssl_jax.trainer.run import (
 
 __all__ = [
     "KILL_AT_STEP_ENV", "ConfigError", "Run", "Stopped", "augment_config", "backbone_config",
-    "build", "build_models", "check_finite", "export_teacher", "init_state", "load_config",
-    "make_schedules", "make_source", "make_tx", "train_and_evaluate",
+    "build", "build_models", "check_finite", "export_checkpoint", "export_teacher", "init_state",
+    "load_config", "make_schedules", "make_source", "make_tx", "train_and_evaluate",
 ]

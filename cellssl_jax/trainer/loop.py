@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
 from cellssl_jax.data.pipeline import host_batches
 from cellssl_jax.dino.state import TrainState
@@ -33,7 +34,7 @@ from cellssl_jax.trainer.checkpoints import (
     export_teacher,
 )
 from cellssl_jax.trainer.metrics import MetricWriter
-from cellssl_jax.trainer.run import ConfigError, build, make_source
+from cellssl_jax.trainer.run import ConfigError, Run, build, make_source
 
 log = logging.getLogger("cellssl_jax.train")
 # Test-only, "STEP[:SIGNAL]": the run sends itself SIGNAL (default SIGKILL, after writing its
@@ -120,6 +121,37 @@ def _input(config: ml_collections.ConfigDict, source, per_device: int, layout: d
     )
 
 
+def export_kwargs(config: ml_collections.ConfigDict, run: Run) -> dict[str, Any]:
+    """How a run's teacher is written as an encoder file: everything from the config."""
+    return dict(arch=config.model.arch, model_config=run.arch_kw, mean=run.augment.mean,
+                std=run.augment.std, input_size=config.export_input_size or None,
+                source=f"DINO teacher, cellssl_jax.train, data "
+                f"{config.data.folder or config.data.tfds_name}")
+
+
+def _tuples(tree: Any) -> Any:
+    """JSON (the checkpoint's meta) gave lists where the config had tuples."""
+    if isinstance(tree, dict):
+        return {k: _tuples(v) for k, v in tree.items()}
+    return tuple(tree) if isinstance(tree, list) else tree
+
+
+def export_checkpoint(workdir: str | Path, step: int, path: str | Path) -> Path:
+    """The teacher of checkpoint `step` of the run in `workdir`, written as the run writes its
+    own encoder (config from the checkpoint), so a checkpoint chosen on validation ships with
+    the same metadata as the run's last one would."""
+    ckpt = Checkpointer(workdir, keep=1 << 30)  # reading only: nothing is deleted
+    try:
+        meta = ckpt.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        config = ml_collections.ConfigDict(_tuples(meta["meta"]["config"]))
+        config.init_encoder = ""  # the state's structure is enough: restore sets the values
+        run = build(config, num_examples=config.batch_size)
+        state, _ = ckpt.restore(run.init_state(), step)
+    finally:
+        ckpt.close()
+    return export_teacher(path, state, **export_kwargs(config, run))
+
+
 def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> Path:
     """The run itself (logging already set up by ``train_and_evaluate``)."""
     source = make_source(config.data)
@@ -161,15 +193,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, is_main: bool) -> P
     )
 
     aug = run.augment
-    export_kw = dict(
-        arch=config.model.arch,
-        model_config=run.arch_kw,
-        mean=aug.mean,
-        std=aug.std,
-        source=f"DINO teacher, cellssl_jax.train, data "
-        f"{config.data.folder or config.data.tfds_name}",
-        input_size=config.export_input_size or None,
-    )
+    export_kw = export_kwargs(config, run)
     encoder_path = workdir / "encoder.msgpack"
     if start >= total_steps:  # finished: no step to compile, no loader to start
         log.info("nothing to do: checkpoint step %d >= total_steps %d; encoder %s", start,

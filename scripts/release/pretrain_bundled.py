@@ -8,8 +8,9 @@ cells: BM dev, the PBC *fit* part only (never validation or test, `three_way_spl
 unlabelled PBC, AML-blood and Raabin/BCD white-cell folders of ../shared/data.
 
     python scripts/release/pretrain_bundled.py --stage gpu --workdir runs/bundled
+    git show 908986b:cellssl_jax/assets/encoder_default.msgpack > runs/h200.msgpack
     python scripts/release/pretrain_bundled.py --stage cpu --workdir runs/bundled_cpu \\
-        --export runs/bundled_cpu/candidate.msgpack
+        --init_encoder runs/h200.msgpack --export_step 30   # the shipped file
 
 Both resume when rerun after an interruption. The teacher backbone is copied to --export (default:
 cellssl_jax/assets/encoder_default.msgpack); every field of the file comes from the config.
@@ -28,6 +29,7 @@ from PIL import Image
 from cellssl_jax.data import shared_data_dir
 from cellssl_jax.encoder import DEFAULT_ENCODER
 from cellssl_jax.splits import file_id, three_way_split
+from cellssl_jax.trainer import export_checkpoint
 
 SHARED = shared_data_dir()
 UNLABELLED = ("acevedo_pbc_unlabelled", "matek_blood_unlabelled", "wbc_crops_unlabelled")
@@ -83,6 +85,9 @@ def main() -> None:
     parser.add_argument("--init_encoder", type=Path, default=DEFAULT_ENCODER,
                         help="stage cpu: the encoder to continue")
     parser.add_argument("--export", type=Path, default=DEFAULT_ENCODER)
+    parser.add_argument("--export_step", type=int, default=0,
+                        help="export this checkpoint's teacher instead of the run's last (the "
+                        "shipped file: stage cpu, step 30, chosen on validation)")
     args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"real cells not found at {SHARED} (set CELLSSL_SHARED_DATA)")
@@ -96,7 +101,10 @@ def main() -> None:
     if args.stage == "cpu":
         cmd.append(f"--config.init_encoder={args.init_encoder}")
     subprocess.run(cmd, check=True)
-    shutil.copyfile(args.workdir / "run" / "encoder.msgpack", args.export)
+    if args.export_step:
+        export_checkpoint(args.workdir / "run", args.export_step, args.export)
+    else:
+        shutil.copyfile(args.workdir / "run" / "encoder.msgpack", args.export)
     print(f"encoder -> {args.export}")
 
 

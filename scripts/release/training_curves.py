@@ -1,11 +1,12 @@
 """Training curves of a DINO run, for a model card: loss, teacher entropy and a k-NN probe of
 every kept checkpoint's teacher on the PBC *validation* part, in one PNG (+ a JSON of the points).
 
-Each checkpoint under `<workdir>/checkpoints` is restored with the config it was saved with and
-its teacher exported (`<out>/encoder_step<N>.msgpack`); with `init_encoder` set, the run's start
-is the point at step 0. The probe: CLS features of the validation cells (`three_way_split` of
-../shared/data/acevedo_pbc_dev) read at --size x --size, cosine k-NN (k = 20, distance-weighted),
-stratified 5-fold balanced accuracy; colour histograms of the same cells are the baseline line.
+Each checkpoint under `<workdir>/checkpoints` is exported as the run exports its encoder
+(`trainer.export_checkpoint`, to `<out>/encoder_step<N>.msgpack`); with `init_encoder` set, the
+run's start is the point at step 0. The probe: CLS features of the validation cells
+(`three_way_split` of ../shared/data/acevedo_pbc_dev) read at --size x --size, cosine k-NN
+(k = 20, distance-weighted), stratified 5-fold balanced accuracy; colour histograms of the same
+cells are the baseline line.
 
     python scripts/release/training_curves.py --workdir runs/bundled_cpu/run \\
         --out runs/bundled_cpu/curves [--size 224]
@@ -21,7 +22,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import orbax.checkpoint as ocp  # noqa: E402
 
@@ -32,7 +32,7 @@ from cellssl_jax.data.reading import resize_rgb  # noqa: E402
 from cellssl_jax.encoder import load_encoder  # noqa: E402
 from cellssl_jax.fewshot.knn import knn_accuracy  # noqa: E402
 from cellssl_jax.splits import file_id, three_way_split  # noqa: E402
-from cellssl_jax.trainer import build, export_teacher  # noqa: E402
+from cellssl_jax.trainer import export_checkpoint  # noqa: E402
 from cellssl_jax.trainer.checkpoints import Checkpointer  # noqa: E402
 
 
@@ -47,32 +47,18 @@ def validation_cells() -> tuple[list[Path], np.ndarray]:
     return [paths[i] for i in keep], labels[keep]
 
 
-def tuples(tree):
-    """JSON gave lists where the config had tuples."""
-    if isinstance(tree, dict):
-        return {k: tuples(v) for k, v in tree.items()}
-    return tuple(tree) if isinstance(tree, list) else tree
-
-
 def teachers(workdir: Path, out: Path) -> dict[int, Path]:
     """Step -> exported teacher of every checkpoint (step 0: the run's init_encoder, if any)."""
-    ckpt = Checkpointer(workdir, keep=1000)
-    found = {}
-    for step in ckpt.manager.all_steps():
-        meta = ckpt.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        config = ml_collections.ConfigDict(tuples(meta["meta"]["config"]))
-        if config.init_encoder:
-            found[0] = Path(config.init_encoder)
-        path = out / f"encoder_step{step}.msgpack"
-        if not path.exists():
-            config.init_encoder = ""  # the structure is enough: restore sets the values
-            run = build(config, num_examples=config.batch_size)
-            state, _ = ckpt.restore(run.init_state(), step)
-            export_teacher(path, state, arch=config.model.arch, model_config=run.arch_kw,
-                           mean=run.augment.mean, std=run.augment.std,
-                           source=f"teacher at step {step} of {workdir}")
-        found[step] = path
+    ckpt = Checkpointer(workdir, keep=1 << 30)  # reading only
+    steps = ckpt.manager.all_steps()
+    meta = ckpt.manager.restore(steps[0], args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     ckpt.close()
+    start = meta["meta"]["config"]["init_encoder"]
+    found = {0: Path(start)} if start else {}
+    for step in steps:
+        found[step] = out / f"encoder_step{step}.msgpack"
+        if not found[step].exists():
+            export_checkpoint(workdir, step, found[step])
     return dict(sorted(found.items()))
 
 
