@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from cellssl_jax.cli import add_alias
+from cellssl_jax.logs import job
 from cellssl_jax.models.pixels import IMAGENET_MEAN, IMAGENET_STD, PAPER_MEAN, PAPER_STD
 from cellssl_jax.models.timm_mapping import (
     IGNORED_KEYS,
@@ -28,6 +31,7 @@ from cellssl_jax.models.timm_mapping import (
 from cellssl_jax.models.xcit import XCIT_VARIANTS
 
 log = logging.getLogger(__name__)
+PROG = "python -m cellssl_jax.convert"
 
 
 @dataclass
@@ -190,16 +194,16 @@ def convert_file(path: str | Path, arch: str | None = None, which: str = "teache
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from cellssl_jax.encoder import save_encoder
-
     parser = argparse.ArgumentParser(
-        prog="python -m cellssl_jax.convert",
+        prog=PROG,
         description="Convert a PyTorch XCiT checkpoint (timm, facebookresearch/xcit, DINO hub, "
         "DINO training checkpoint, the paper's teacher.pt; .pt/.pth or .safetensors) into a "
         "cellssl-jax encoder file.",
     )
     parser.add_argument("src", type=Path, help="checkpoint file")
-    parser.add_argument("--out", type=Path, required=True, help="encoder file to write (.msgpack)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder: encoder.msgpack, head.npz (a DINO checkpoint's "
+                        "projection head, when present) and convert.log")
     parser.add_argument(
         "--arch",
         choices=sorted(XCIT_VARIANTS),
@@ -219,45 +223,50 @@ def main(argv: list[str] | None = None) -> Path:
         help="pixel mean in [0, 1] (default: 0.5 for the paper's teacher.pt, ImageNet's otherwise)",
     )
     parser.add_argument("--std", type=float, nargs=3, metavar="S", help="pixel std, as --mean")
-    parser.add_argument(
-        "--head-out",
-        type=Path,
-        help="also write the DINO projection head (when present) to this .npz",
-    )
+    parser.add_argument("--head_out", type=Path, default=None,
+                        help="write the DINO head here instead of <out>/head.npz (an error if "
+                        "the checkpoint has none)")
+    add_alias(parser, "--head-out", "--head_out", type=Path)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    encoder_path = args.out / "encoder.msgpack"
+    if args.out.suffix == ".msgpack":  # the old spelling: --out named the encoder file
+        print(f"{PROG}: warning: --out FILE.msgpack is deprecated and will be removed in the next "
+              "release; --out names a folder (FOLDER/encoder.msgpack)", file=sys.stderr)
+        encoder_path, args.out = args.out, args.out.parent
+    with job(PROG, args.out):
+        return _convert(args, encoder_path)
+
+
+def _convert(args: argparse.Namespace, encoder_path: Path) -> Path:
+    from cellssl_jax.encoder import save_encoder  # the model (JAX) only when writing
+
     try:
         conv = convert_file(args.src, args.arch, args.which)
-    except (FileNotFoundError, ImportError, ValueError) as err:  # ConversionError is a ValueError
-        raise SystemExit(f"convert: {err}") from None
+    except ImportError as err:  # safetensors / torch missing: the user's environment
+        raise ValueError(str(err)) from None
     mean = tuple(args.mean) if args.mean else conv.mean
     std = tuple(args.std) if args.std else conv.std
     if any(s <= 0 for s in std):
-        raise SystemExit(f"convert: --std must be positive, got {list(std)}")
+        raise ValueError(f"--std must be positive, got {list(std)}")
+    if args.head_out is not None and not conv.head:
+        raise ValueError(f"{args.src} has no DINO head to write to --head_out")
     source = f"{conv.format} checkpoint {args.src.name}" + (
         f" ({args.which})" if conv.format == "dino-train" else ""
     )
-    out = save_encoder(args.out, conv.arch, conv.model_config, conv.variables, mean, std, source)
+    out = save_encoder(encoder_path, conv.arch, conv.model_config, conv.variables, mean, std,
+                       source)
     n_params = sum(np.size(a) for a in jax.tree_util.tree_leaves(conv.variables["params"]))
-    log.info(
-        "format %s, arch %s (%d parameters), mean %s, std %s",
-        conv.format,
-        conv.arch,
-        n_params,
-        list(mean),
-        list(std),
-    )
+    log.info("format %s, arch %s (%d parameters), mean %s, std %s", conv.format, conv.arch,
+             n_params, list(mean), list(std))
     if conv.ignored:
         log.info("left out: %s", ", ".join(conv.ignored))
     log.info("wrote encoder %s", out)
-    if args.head_out is not None:
-        if not conv.head:
-            raise SystemExit(f"convert: {args.src} has no DINO head to write to --head-out")
-        args.head_out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.head_out, **conv.head)
-        log.info("wrote DINO head (%d arrays) %s", len(conv.head), args.head_out)
+    if conv.head:
+        head_path = args.head_out or args.out / "head.npz"
+        head_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(head_path, **conv.head)
+        log.info("wrote DINO head (%d arrays) %s", len(conv.head), head_path)
     return out
-
 
 if __name__ == "__main__":
     main()

@@ -134,30 +134,28 @@ def _save_formats(tmp_path, models):
     return paths
 
 
-def test_every_format_converts_to_the_same_weights(tmp_path, timm_pair, caplog):
-    caplog.set_level("INFO")
+def test_every_format_converts_to_the_same_weights(tmp_path, timm_pair):
     models, sds = timm_pair
     expected = timm_to_flax(sds[0], ARCH)
     paths = _save_formats(tmp_path, models)
     for fmt, path in paths.items():
-        out = main([str(path), "--out", str(tmp_path / f"{fmt}.msgpack")])
+        out = main([str(path), "--out", str(tmp_path / fmt)])
         enc = load_encoder(out)
         assert enc.arch == ARCH, fmt  # inferred from shapes
         _assert_same(jax.tree_util.tree_map(np.asarray, enc.variables), expected)
         assert enc.meta["model_config"]["tokens_norm"] is False
         paper = fmt.startswith("paper")
         np.testing.assert_allclose(enc.mean, 0.5 if paper else [0.485, 0.456, 0.406])
-    assert "left out: epoch, head.weight" in caplog.text  # official file: classifier reported
+    logs = " ".join((tmp_path / fmt / "convert.log").read_text() for fmt in paths)
+    assert "left out: epoch, head.weight" in logs  # official file: classifier reported
     # the student of a DINO checkpoint is a different network
-    student_out = str(tmp_path / "s.msgpack")
-    out = main([str(paths["dino-train"]), "--which", "student", "--out", student_out])
+    out = main([str(paths["dino-train"]), "--which", "student", "--out", str(tmp_path / "s")])
     _assert_same(jax.tree_util.tree_map(np.asarray, load_encoder(out).variables),
                  timm_to_flax(sds[1], ARCH))
-    # the DINO head comes along, with weight-norm names unified
-    head_file = tmp_path / "head.npz"
-    main([str(paths["dino-train"]), "--out", str(tmp_path / "t.msgpack"),
-          "--head-out", str(head_file)])
-    head = np.load(head_file)
+    # the DINO head comes along, with weight-norm names unified (and only where there is one)
+    assert (tmp_path / "dino-train" / "head.npz").is_file()
+    assert not (tmp_path / "timm" / "head.npz").exists()
+    head = np.load(tmp_path / "dino-train" / "head.npz")
     assert set(head.files) == {"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias",
                                "last_layer.weight_g", "last_layer.weight_v"}
     assert head["last_layer.weight_v"].shape == (50, 16)
@@ -168,7 +166,7 @@ def test_converted_encoder_matches_timm_end_to_end(tmp_path, timm_pair):
 
     models, _ = timm_pair
     paths = _save_formats(tmp_path, models)
-    enc = load_encoder(main([str(paths["paper"]), "--out", str(tmp_path / "p.msgpack")]))
+    enc = load_encoder(main([str(paths["paper"]), "--out", str(tmp_path / "p")]))
     images = np.random.default_rng(0).integers(0, 256, (2, 80, 96, 3), dtype=np.uint8)
     x = torch.from_numpy((images / 255.0 - 0.5) / 0.5).float().permute(0, 3, 1, 2)
     with torch.no_grad():
@@ -179,11 +177,22 @@ def test_converted_encoder_matches_timm_end_to_end(tmp_path, timm_pair):
 def test_cli_errors_name_the_problem(tmp_path, timm_pair):
     models, sds = timm_pair
     with pytest.raises(SystemExit, match="checkpoint not found"):
-        main([str(tmp_path / "none.pth"), "--out", str(tmp_path / "x.msgpack")])
+        main([str(tmp_path / "none.pth"), "--out", str(tmp_path / "x")])
     paths = _save_formats(tmp_path, models)
     with pytest.raises(SystemExit, match="mis-shaped"):
         main([str(paths["timm"]), "--arch", "xcit_tiny_12_p16", "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="no DINO head"):
-        main([str(paths["timm"]), "--out", str(tmp_path / "y"), "--head-out", str(tmp_path / "h")])
+        main([str(paths["timm"]), "--out", str(tmp_path / "y"), "--head_out", str(tmp_path / "h")])
+
+
+def test_old_spellings_still_work_with_a_warning(tmp_path, timm_pair, capsys):
+    models, _ = timm_pair
+    paths = _save_formats(tmp_path, models)
+    out = main([str(paths["dino-train"]), "--out", str(tmp_path / "old.msgpack"),
+                "--head-out", str(tmp_path / "old_head.npz")])
+    assert out == tmp_path / "old.msgpack" and load_encoder(out).arch == ARCH
+    assert (tmp_path / "old_head.npz").is_file()
+    err = capsys.readouterr().err
+    assert "--out FILE.msgpack is deprecated" in err and "--head-out is deprecated" in err
     with pytest.raises(ConversionError, match="not an XCiT backbone"):
         convert_state({"fc.weight": np.zeros((2, 2), np.float32)})
