@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from cellssl_jax.cli import add_alias
+from cellssl_jax.encoder import save_encoder
 from cellssl_jax.logs import job
 from cellssl_jax.models.pixels import IMAGENET_MEAN, IMAGENET_STD, PAPER_MEAN, PAPER_STD
 from cellssl_jax.models.timm_mapping import (
@@ -238,8 +239,6 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 def _convert(args: argparse.Namespace, encoder_path: Path) -> Path:
-    from cellssl_jax.encoder import save_encoder  # the model (JAX) only when writing
-
     try:
         conv = convert_file(args.src, args.arch, args.which)
     except ImportError as err:  # safetensors / torch missing: the user's environment

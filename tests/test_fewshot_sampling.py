@@ -27,3 +27,18 @@ def test_sample_skips_unlabelled_and_rejects_zero():
     assert sorted(sample_per_class(labels, 5, rng_for(0)).tolist()) == [2, 3, 4]
     with pytest.raises(ValueError, match=">= 1"):
         sample_per_class(labels, 0, rng_for(0))
+
+
+def test_builder_parts_number_classes_as_the_builder_does(tmp_path):
+    from cellssl_jax.fewshot.sampling import builder_parts
+    from cellssl_jax.splits import file_id, three_way_split
+
+    paths = []
+    for i in range(40):
+        paths.append(tmp_path / f"cell{i}.jpg")
+        paths[-1].write_bytes(f"cell {i}".encode())
+    labels = np.repeat([0, 1], 20)  # a folder with 2 of acevedo's 8 classes
+    parts = builder_parts(paths, labels, ["eosinophil", "lymphocyte"])
+    ids = [file_id(p) for p in paths]
+    np.testing.assert_array_equal(parts, three_way_split(ids, np.repeat([1, 4], 20)))
+    assert not np.array_equal(parts, three_way_split(ids, labels))  # the folder's own 0, 1

@@ -9,7 +9,13 @@ unseeded and the class order to a set).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
+
+from cellssl_jax.splits import file_id, three_way_split
+from cellssl_jax.vocab import builder_labels
 
 DRAW_STREAM = 1
 
@@ -31,3 +37,11 @@ def sample_per_class(labels: np.ndarray, n: int, rng: np.random.Generator) -> np
         idx = np.flatnonzero(labels == c)
         picks.append(idx if len(idx) <= n else rng.choice(idx, size=n, replace=False))
     return np.sort(np.concatenate(picks))
+
+
+def builder_parts(paths: Sequence[str | Path], labels: np.ndarray,
+                  class_names: Sequence[str]) -> np.ndarray:
+    """Each labelled cell's part, "fit" / "validation" / "test", as the builders split it: ids
+    are the files' sha256, labels in the builder's numbering (`vocab.builder_labels`)."""
+    numbering = np.asarray(builder_labels(class_names))
+    return three_way_split([file_id(p) for p in paths], numbering[np.asarray(labels)])

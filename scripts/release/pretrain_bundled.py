@@ -27,8 +27,9 @@ from pathlib import Path
 from PIL import Image
 
 from cellssl_jax.data import shared_data_dir
+from cellssl_jax.data.images import scan_folder
 from cellssl_jax.encoder import DEFAULT_ENCODER
-from cellssl_jax.splits import file_id, three_way_split
+from cellssl_jax.fewshot.sampling import builder_parts
 from cellssl_jax.trainer import export_checkpoint
 
 SHARED = shared_data_dir()
@@ -41,12 +42,9 @@ STAGES = {  # config, PBC dev parts used, extra unlabelled folders, default step
 
 def pbc_parts() -> dict[Path, str]:
     """Each PBC dev cell's part ("fit", "validation", "test"), by the builders' id-seeded rule."""
-    root = SHARED / "acevedo_pbc_dev"
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())  # = the builder's order
-    paths = sorted(root.rglob("*.jpg"))
-    ids = [file_id(p) for p in paths]
-    labels = [classes.index(p.parent.name) for p in paths]
-    return dict(zip(paths, three_way_split(ids, labels), strict=True))
+    cells = scan_folder(SHARED / "acevedo_pbc_dev")
+    parts = builder_parts(cells.paths, cells.labels, cells.class_names)
+    return dict(zip(cells.paths, parts, strict=True))
 
 
 def unlabelled_folder(root: Path, parts: tuple[str, ...], extra: tuple[str, ...]) -> Path:

@@ -32,9 +32,8 @@ from sklearn.metrics import balanced_accuracy_score
 from cellssl_jax.data import shared_data_dir
 from cellssl_jax.encoder import DEFAULT_ENCODER
 from cellssl_jax.fewshot.features import Features, load_features, save_features
-from cellssl_jax.fewshot.sampling import sample_per_class
+from cellssl_jax.fewshot.sampling import builder_parts, sample_per_class
 from cellssl_jax.labelling import classify_features
-from cellssl_jax.splits import file_id, three_way_split
 
 SHARED = shared_data_dir()
 CLASSIFIERS = ("svm", "lr")
@@ -61,11 +60,6 @@ def side_by_side(a: Features, b: Features) -> Features:
     assert a.paths == b.paths
     return Features(np.concatenate([a.features, b.features], axis=1), a.labels, a.class_names,
                     a.paths, a.encoder, a.encoder_sha256, read_size=a.read_size)
-
-
-def parts_of(feats: Features) -> np.ndarray:
-    ids = [file_id(p) for p in feats.paths]
-    return three_way_split(ids, feats.labels)
 
 
 def score(feats: Features, parts: np.ndarray, fit: set[str], on: str, classifier: str,
@@ -131,7 +125,7 @@ def main() -> None:
         if key != COLOUR:
             candidates[key] = feats
             candidates[key.replace("@", "+colorhist@")] = side_by_side(feats, colour)
-    parts = parts_of(colour)
+    parts = builder_parts(colour.paths, colour.labels, colour.class_names)
     counts = {p: int((parts == p).sum()) for p in ("fit", "validation", "test")}
 
     table = {name: {c: score(f, parts, {"fit"}, "validation", c, args.repeats)

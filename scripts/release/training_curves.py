@@ -27,24 +27,21 @@ import orbax.checkpoint as ocp  # noqa: E402
 
 from cellssl_jax.colorhist import colour_histogram  # noqa: E402
 from cellssl_jax.data import shared_data_dir  # noqa: E402
-from cellssl_jax.data.images import read_rgb  # noqa: E402
+from cellssl_jax.data.images import read_rgb, scan_folder  # noqa: E402
 from cellssl_jax.data.reading import resize_rgb  # noqa: E402
 from cellssl_jax.encoder import load_encoder  # noqa: E402
 from cellssl_jax.fewshot.knn import knn_accuracy  # noqa: E402
-from cellssl_jax.splits import file_id, three_way_split  # noqa: E402
+from cellssl_jax.fewshot.sampling import builder_parts  # noqa: E402
 from cellssl_jax.trainer import export_checkpoint  # noqa: E402
 from cellssl_jax.trainer.checkpoints import Checkpointer  # noqa: E402
 
 
 def validation_cells() -> tuple[list[Path], np.ndarray]:
     """Paths and class indices of the PBC dev cells in the validation part."""
-    root = shared_data_dir() / "acevedo_pbc_dev"
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    paths = sorted(root.rglob("*.jpg"))
-    labels = np.array([classes.index(p.parent.name) for p in paths])
-    parts = three_way_split([file_id(p) for p in paths], labels)
-    keep = np.flatnonzero(parts == "validation")
-    return [paths[i] for i in keep], labels[keep]
+    cells = scan_folder(shared_data_dir() / "acevedo_pbc_dev")
+    keep = np.flatnonzero(builder_parts(cells.paths, cells.labels, cells.class_names)
+                          == "validation")
+    return [cells.paths[i] for i in keep], cells.labels[keep]
 
 
 def teachers(workdir: Path, out: Path) -> dict[int, Path]:
