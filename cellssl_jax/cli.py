@@ -1,4 +1,4 @@
-"""The flags every job spells the same way (README, "Command lines").
+"""The flags every job spells the same way (docs/CLI.md).
 
 snake_case flags; `--encoder` names an encoder file; `--features` the kind of features (KINDS);
 `--out` the output folder; `--no_cache` bypasses the features cache. Old spellings stay as

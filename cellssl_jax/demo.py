@@ -70,7 +70,7 @@ def run_kind(kind: str, featurizer: Featurizer, out: Path, sample: Path) -> dict
     y_true, y_pred = scored.labels, result.predicted  # both in the unlabelled features' order
 
     # votes, not the paper code's argmax of libsvm probabilities: at 2-10 cells per class
-    # those can come out inverted (README, "Prediction rule")
+    # those can come out inverted (docs/EVALUATION.md, "Prediction rule")
     ev = fewshot_curve(labelled, scored, FEWSHOT_N, repeats=REPEATS, seed=0, rule="vote")
     ev.dataset = "bundled PBC sample"
     ev.inputs = {

@@ -7,8 +7,9 @@ not used) or ``--config.data.tfds_name=NAME`` (a TFDS dataset built by
 ``cellssl_jax.data.builders``). Override any config field with ``--config.<field>=<value>`` (an
 unknown field is an error; cellssl_jax/dino/config.py lists them all).
 Data-parallel over all devices (``--config.parallel=pmap|shard_map``; ``--config.distributed=True``
-for multi-host, README "Scaling"). Writes under DIR: ``checkpoints/`` (orbax, keep-last-k, with
-the input iterator's position; a rerun of the same command resumes exactly from the latest),
+for multi-host, docs/TRAINING.md, "Scaling"). Writes under DIR: ``checkpoints/`` (orbax,
+keep-last-k, with the input iterator's position; a rerun of the same command resumes exactly
+from the latest),
 ``encoder.msgpack`` (the teacher backbone, refreshed with each checkpoint), ``metrics.jsonl``,
 ``tensorboard/`` and ``train.log``. Checkpoints every ``checkpoint_every`` steps and
 ``checkpoint_every_minutes``; Ctrl-C, SIGTERM or a preemption saves the step just computed and

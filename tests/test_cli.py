@@ -37,7 +37,7 @@ def test_every_option_has_help(module):
 
 @pytest.mark.parametrize("module", JOBS)
 def test_one_flag_style(module):
-    """README, "Command lines": snake_case flags, --out an output folder, --encoder a file."""
+    """docs/CLI.md: snake_case flags, --out an output folder, --encoder a file."""
     shown = {name.split()[-1]: action for name, action in _options(module.build_parser())
              if action.help != argparse.SUPPRESS}
     assert not [f for f in shown if "-" in f[2:]]

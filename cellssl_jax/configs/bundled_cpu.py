@@ -29,7 +29,8 @@ def get_config():
     c.optim.freeze_last_layer_epochs = 0.5
     c.optim.clip_mode = "norm"  # DINO's per-tensor clip 3.0
     c.optim.clip = 3.0
-    # a ~640-step run: DINO's 0.996 would leave the teacher near its start (README, cpu_tiny)
+    # a ~640-step run: DINO's 0.996 would leave the teacher near its start
+    # (docs/TRAINING.md, cpu_tiny)
     c.dino.momentum_teacher = 0.99
     c.dino.warmup_teacher_temp = 0.04  # = teacher_temp: no warm-up
     c.export_input_size = 352  # re-chosen on validation (docs/MODEL_CARD.md)

@@ -25,7 +25,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.image_size = 250  # host pipeline resizes every image to this square size (uint8)
     c.data.workers = 0  # grain reader threads (0: the pipeline's default)
     c.data.prefetch = 2  # batches read ahead
-    c.data.worker_processes = 0  # > 0: grain worker processes read instead (README, "Input")
+    c.data.worker_processes = 0  # > 0: grain worker processes read instead (docs/SPEED.md, "Input")
 
     c.model = ml_collections.ConfigDict()
     c.model.arch = "xcit_small_12_p8"  # a key of cellssl_jax.models.xcit.XCIT_VARIANTS

@@ -12,7 +12,7 @@ does for every classifier (sparsam reproducability/reproduce_results.py, `fit_cl
 libsvm's probabilities: Platt sigmoids fitted by an internal 5-fold cross-validation per class
 pair, then pairwise coupling. "vote" is `predict`: one-vs-one voting for the SVM (LR and KNN
 give the same labels under both rules). `paper-code` defaults to "proba", `sklearn-default`
-to "vote". With few cells per class the two SVM rules differ a lot (README, "Prediction rule").
+to "vote". With few cells per class the two SVM rules differ a lot (docs/EVALUATION.md).
 
 `YeoJohnson` is scikit-learn's `PowerTransformer()` with all features fitted at once (same
 likelihood, same bounds; about 100x faster on few-shot draws, see `power.py`).

@@ -171,7 +171,8 @@ def _score_draw(
 
     libsvm's internal cross-validation (the "proba" rule) is seeded by the draw: the paper's
     code left it unseeded, and one fixed seed would reuse one fold pattern for every draw (the
-    rows come sorted by class), which at 5 cells/class moves the mean by ~20 points (README).
+    rows come sorted by class), which at 5 cells/class moves the mean by ~20 points
+    (docs/EVALUATION.md).
     """
     seed = zlib.crc32(idx.tobytes())
     preds = _fit_predict(x_train[idx], y_train[idx], x_test, classifiers, preset, mask, rule, seed)
