@@ -1,0 +1,279 @@
+"""The page's long work, off the request path: one worker thread runs one job at a time and
+reports its progress (polled by the page). The jobs call the project's libraries and nothing
+else decides a class: features (`featurize`, with the features cache), the cells to label first
+(`proposals.propose`, as `select`), and classify (`labelling.classify_folders`, the function
+under `python -m cellssl_jax.classify`), run on the labels written out as class sub-folders,
+so the command line on the exported folder gives the page's result.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import queue
+import shlex
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cellssl_jax.app.cells import Cells
+from cellssl_jax.app.state import UNSURE, StateStore
+from cellssl_jax.featurize import Featurizer, featurize_folder, make_featurizer
+from cellssl_jax.fewshot.features import load_features
+from cellssl_jax.labelling import classify_folders
+from cellssl_jax.proposals import propose
+
+log = logging.getLogger("cellssl_jax.app")
+
+MIN_CELLS = 2  # labels a class needs to enter the fit (classify cross-validates)
+JOBS = ("features", "proposals", "more", "classify", "export")
+
+
+@dataclass
+class Job:
+    """What the page shows of a job: state idle/queued/running/done/failed, done of total."""
+
+    name: str
+    state: str = "idle"
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    error: str = ""
+    seconds: float = 0.0
+    result: dict = field(default_factory=dict)
+
+    def public(self) -> dict:
+        return {k: getattr(self, k) for k in
+                ("name", "state", "done", "total", "message", "error", "seconds", "result")}
+
+
+class Counting:
+    """A featurizer that counts the rows it has made (the progress of an extraction); all else
+    is the wrapped featurizer's."""
+
+    def __init__(self, inner: Featurizer, job: Job):
+        self.inner, self.job = inner, job
+
+    def __call__(self, prepared):
+        rows = self.inner(prepared)
+        self.job.done += len(prepared)
+        return rows
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def flat_name(name: str) -> str:
+    """A cell's file name inside a class sub-folder of the export (sub-folders joined by __)."""
+    return name.replace("/", "__")
+
+
+def write_labelled(cells: Cells, labels: dict[str, str], folder: Path) -> dict[str, int]:
+    """The labels as `<folder>/<class>/<cell>` (hard links, else copies), as `classify
+    --labelled` reads them -> cells per class written. `folder` is emptied first; a class with
+    fewer than MIN_CELLS labels is left out (classify needs 2 per class to cross-validate)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    by_class: dict[str, list[str]] = {}
+    for name, label in sorted(labels.items()):
+        if label != UNSURE and name in cells.by_name:
+            by_class.setdefault(label, []).append(name)
+    counts = {}
+    for label, names in sorted(by_class.items()):
+        if len(names) < MIN_CELLS:
+            continue
+        for name in names:
+            target = folder / label / flat_name(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = cells.check(name).path
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+        counts[label] = len(names)
+    return counts
+
+
+class Worker:
+    """Runs the page's jobs in one background thread; keeps their results for the routes."""
+
+    def __init__(self, cells: Cells, store: StateStore, state_dir: Path, kind: str,
+                 encoder: Path | None, cache: Path | None, per_class: int):
+        self.cells, self.store, self.state_dir = cells, store, Path(state_dir)
+        self.kind, self.encoder, self.cache, self.per_class = kind, encoder, cache, per_class
+        self.jobs = {name: Job(name) for name in JOBS}
+        self.features = None  # Features of every readable cell of the folder
+        self.queue_names: list[str] = []  # the label screen's cells, proposals first
+        self.predictions: dict | None = None
+        self._featurizer: Featurizer | None = None
+        self._todo: queue.Queue[str] = queue.Queue()
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="cellssl-app-worker", daemon=True)
+        self._thread.start()
+
+    # --- the queue of jobs -------------------------------------------------------------
+    def submit(self, name: str) -> Job:
+        """Queue a job, once: a job already waiting is not queued again (a running one is, so
+        labels made while it runs are in the next run)."""
+        job = self.jobs[name]
+        with self._lock:
+            if name not in self._pending:
+                self._pending.add(name)
+                if job.state != "running":
+                    job.state, job.error, job.message = "queued", "", ""
+                self._todo.put(name)
+        return job
+
+    def status(self) -> dict:
+        return {name: job.public() for name, job in self.jobs.items()}
+
+    def _loop(self) -> None:
+        while True:
+            name = self._todo.get()
+            job = self.jobs[name]
+            with self._lock:
+                self._pending.discard(name)
+                job.state, job.error, job.done, job.total = "running", "", 0, 0
+            start = time.perf_counter()
+            try:
+                job.result = getattr(self, f"_run_{name}")(job) or {}
+                job.state = "done"
+            except Exception as err:  # shown on the page; the server keeps serving
+                log.exception("job %s failed", name)
+                job.state, job.error = "failed", str(err) or type(err).__name__
+            job.seconds = round(time.perf_counter() - start, 2)
+
+    def wait(self, name: str, timeout: float = 600.0) -> Job:
+        """Block until job `name` is neither queued nor running (for scripts and tests)."""
+        end = time.monotonic() + timeout
+        while name in self._pending or self.jobs[name].state in ("queued", "running"):
+            if time.monotonic() > end:
+                raise TimeoutError(f"job {name} still {self.jobs[name].state} after {timeout} s")
+            time.sleep(0.05)
+        return self.jobs[name]
+
+    # --- the jobs --------------------------------------------------------------------------
+    def featurizer(self, job: Job) -> Featurizer:
+        if self._featurizer is None:
+            job.message = f"loading the {self.kind} featurizer"
+            self._featurizer = make_featurizer(self.kind, self.encoder, cache=self.cache)
+        return self._featurizer
+
+    def _run_features(self, job: Job) -> dict:
+        """Features of every cell, kept in `<state>/features/` and reused while the folder and
+        the featurizer are unchanged (a second start is instant)."""
+        folder = self.state_dir / "features"
+        folder.mkdir(exist_ok=True)
+        out = folder / f"{self.kind.replace('+', '_')}.npz"
+        stamp = out.with_suffix(".json")
+        signature = self.cells.signature()
+        featurizer = self.featurizer(job)
+        key = {"kind": self.kind, "sha256": featurizer.sha256, "cells": signature}
+        if out.exists() and stamp.exists() and json.loads(stamp.read_text()) == key:
+            self.features = load_features(out)
+            job.message = "features read back from the state folder"
+        else:
+            job.total, job.message = len(self.cells), f"extracting {self.kind} features"
+            self.features, stats = featurize_folder(self.cells.folder, Counting(featurizer, job),
+                                                    out)
+            stamp.write_text(json.dumps(key))
+            job.message = (f"{stats['images']} cells featurized ({stats['from_cache']} from the "
+                           f"features cache, {stats['skipped']} unreadable skipped)")
+        job.done = job.total = len(self.features.paths)
+        self.submit("proposals")
+        return {"cells": len(self.features.paths)}
+
+    def budget(self) -> int:
+        return self.per_class * max(len(self.store.classes()), 2)
+
+    def _run_proposals(self, job: Job, grow: bool = False) -> dict:
+        """The label screen's cells: `propose` on the features (k-means, as `select`), most
+        representative first; more of them once those are labelled ("more")."""
+        if self.features is None:
+            raise ValueError("the features are not ready yet")
+        names = [Path(p).relative_to(self.cells.folder).as_posix() for p in self.features.paths]
+        saved = self.state_dir / "queue.json"
+        queue_names = json.loads(saved.read_text()) if saved.exists() else []
+        queue_names = [n for n in queue_names if n in self.cells.by_name]
+        budget = min(len(names), max(self.budget(), len(queue_names) + grow * self.budget()))
+        if budget > len(queue_names):
+            job.message = f"choosing {budget} cells to label first"
+            picks, _ = propose(self.features.features, budget)
+            have = set(queue_names)
+            queue_names += [names[i] for i in picks if names[i] not in have]
+            saved.write_text(json.dumps(queue_names))
+        self.queue_names = queue_names
+        return {"proposed": len(queue_names)}
+
+    def _run_more(self, job: Job) -> dict:
+        return self._run_proposals(job, grow=True)
+
+    def _classify(self, job: Job, out: Path) -> tuple[dict, object]:
+        labels = self.store.labels()
+        counts = write_labelled(self.cells, labels, out / "labelled")
+        if len(counts) < 2:
+            raise ValueError(f"label at least {MIN_CELLS} cells in each of at least 2 classes "
+                             f"first; classes with enough labels so far: {counts or 'none'}")
+        short = sorted({v for v in labels.values() if v != UNSURE} - set(counts))
+        left_out = (f"; left out (fewer than {MIN_CELLS} labels): {', '.join(short)}"
+                    if short else "")
+        job.total = sum(counts.values()) + len(self.cells)
+        job.message = "extracting features and fitting the classifier" + left_out
+        summary, result = classify_folders(out / "labelled", self.cells.folder, out,
+                                           Counting(self.featurizer(job), job))
+        job.done = job.total
+        job.message = f"classified {summary['classified_cells']} cells" + left_out
+        return summary, result
+
+    def _run_classify(self, job: Job) -> dict:
+        """Fit on the labels, classify every cell; the review screen's groups."""
+        version = self.store.version()
+        summary, result = self._classify(job, self.state_dir / "classify")
+        names = [Path(p).relative_to(self.cells.folder).as_posix() for p in result.paths]
+        proba, pred, margin = result.proba, result.predicted, result.margin
+        classes = result.class_names
+        groups = {c: [] for c in classes}
+        for i in np.argsort(margin, kind="stable"):  # least confident first
+            groups[classes[pred[i]]].append(
+                {"f": names[i], "v": self.cells.by_name[names[i]].version,
+                 "p": round(float(proba[i, pred[i]]), 4),
+                 "m": round(float(margin[i]), 4)})
+        self.predictions = {"classes": classes, "groups": groups, "version": version,
+                            "counts": summary["counts"], "cv": summary["cv"],
+                            "cv_balanced_accuracy": summary["cv_balanced_accuracy"],
+                            "features": summary["features"], "classifier": summary["classifier"]}
+        return {"counts": summary["counts"], "labels_version": version}
+
+    def _run_export(self, job: Job) -> dict:
+        """`<state>/export/`: labelled/<class>/ and labels.csv (the labels), the files
+        `classify --out` writes for them, and the command line that reproduces them."""
+        out = self.state_dir / "export"
+        out.mkdir(exist_ok=True)
+        for old in out.iterdir():  # our own previous export only
+            if old.is_file() and old.name != "labelled":
+                old.unlink()
+        summary, _ = self._classify(job, out)
+        kinds = self.store.label_kinds()
+        rows = sorted(self.store.labels().items())
+        with open(out / "labels.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["file", "label", "kind"])
+            writer.writerows([f, "unsure" if lab == UNSURE else lab, kinds.get(f, "")]
+                             for f, lab in rows)
+        command = shlex.join([
+            "python", "-m", "cellssl_jax.classify", "--labelled", str(out / "labelled"),
+            "--unlabelled", str(self.cells.folder), "--features", self.kind,
+            *(["--encoder", str(self.encoder)] if self.encoder else []), "--out", "OUT"])
+        (out / "reproduce.txt").write_text(
+            "# the same predictions, counts and review list from the command line:\n"
+            + command + "\n")
+        files = sorted(str(p.relative_to(out)) for p in out.iterdir() if p.is_file())
+        return {"folder": str(out), "files": [*files, "labelled/"], "command": command,
+                "counts": summary["counts"]}
