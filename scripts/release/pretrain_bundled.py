@@ -12,6 +12,9 @@ unlabelled PBC, AML-blood and Raabin/BCD white-cell folders of ../shared/data.
     python scripts/release/pretrain_bundled.py --stage cpu --workdir runs/bundled_cpu \\
         --init_encoder runs/h200.msgpack --export_step 30   # the shipped file
 
+`--stage h200` (issue 24): the stage-gpu recipe from scratch on the cells of stage cpu, with BM
+dev's fit part only (no validation or test cell of either dev set), preset `bundled_h200`.
+
 Both resume when rerun after an interruption. The teacher backbone is copied to --export (default:
 cellssl_jax/assets/encoder_default.msgpack); every field of the file comes from the config.
 """
@@ -34,25 +37,31 @@ from cellssl_jax.trainer import export_checkpoint
 
 SHARED = shared_data_dir()
 UNLABELLED = ("acevedo_pbc_unlabelled", "matek_blood_unlabelled", "wbc_crops_unlabelled")
-STAGES = {  # config, PBC dev parts used, extra unlabelled folders, default steps
-    "gpu": ("bundled_encoder", ("fit", "validation"), (), 1223),
-    "cpu": ("bundled_cpu", ("fit",), UNLABELLED, 640),
+ALL = ("fit", "validation", "test")
+STAGES = {  # config, PBC dev parts used, BM dev parts used, extra unlabelled folders, steps
+    "gpu": ("bundled_encoder", ("fit", "validation"), ALL, (), 1223),
+    "cpu": ("bundled_cpu", ("fit",), ALL, UNLABELLED, 640),
+    "h200": ("bundled_h200", ("fit",), ("fit",), UNLABELLED, 1400),
 }
 
 
-def pbc_parts() -> dict[Path, str]:
-    """Each PBC dev cell's part ("fit", "validation", "test"), by the builders' id-seeded rule."""
-    cells = scan_folder(SHARED / "acevedo_pbc_dev")
-    parts = builder_parts(cells.paths, cells.labels, cells.class_names)
-    return dict(zip(cells.paths, parts, strict=True))
+def dev_cells(folder: str, parts: tuple[str, ...]) -> list[Path]:
+    """The cells of a labelled dev folder in the given parts ("fit", "validation", "test"), by
+    the builders' id-seeded rule."""
+    cells = scan_folder(SHARED / folder)
+    cell_parts = builder_parts(cells.paths, cells.labels, cells.class_names)
+    return [p for p, part in zip(cells.paths, cell_parts, strict=True) if part in parts]
 
 
-def unlabelled_folder(root: Path, parts: tuple[str, ...], extra: tuple[str, ...]) -> Path:
-    """BM cells, the chosen PBC parts and the `extra` folders as symlinks, one sub-folder each."""
+def unlabelled_folder(root: Path, pbc: tuple[str, ...], bm: tuple[str, ...],
+                      extra: tuple[str, ...]) -> Path:
+    """The chosen BM and PBC dev parts and the `extra` folders as symlinks, one sub-folder each."""
     if root.exists():
         return root
-    groups = {"bm": sorted((SHARED / "matek_bm_dev").rglob("*.jpg")),
-              "pbc_" + "_".join(parts): [p for p, part in pbc_parts().items() if part in parts]}
+    if not SHARED.is_dir():
+        raise SystemExit(f"real cells not found at {SHARED} (set CELLSSL_SHARED_DATA)")
+    groups = {"bm" if bm == ALL else "bm_" + "_".join(bm): dev_cells("matek_bm_dev", bm),
+              "pbc_" + "_".join(pbc): dev_cells("acevedo_pbc_dev", pbc)}
     groups.update({name: sorted((SHARED / name).rglob("*.jpg")) for name in extra})
     for group, paths in groups.items():
         (root / group).mkdir(parents=True)
@@ -61,15 +70,15 @@ def unlabelled_folder(root: Path, parts: tuple[str, ...], extra: tuple[str, ...]
     return root
 
 
-def resized_copies(cells: Path, out: Path, size: int) -> Path:
-    """size x size JPEG (quality 95) copies of every cell, same sub-folders and names."""
+def resized_copies(cells: Path, out: Path, size: int, quality: int) -> Path:
+    """size x size JPEG copies of every cell, same sub-folders and names."""
     if out.exists():
         return out
     for path in sorted(cells.rglob("*.jpg")):
         target = out / path.relative_to(cells)
         target.parent.mkdir(parents=True, exist_ok=True)
         image = Image.open(path).convert("RGB")
-        image.resize((size, size), Image.Resampling.BILINEAR).save(target, quality=95)
+        image.resize((size, size), Image.Resampling.BILINEAR).save(target, quality=quality)
     return out
 
 
@@ -77,9 +86,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", choices=sorted(STAGES), default="gpu")
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--steps", type=int, help="default: the stage's (1223 gpu, 640 cpu)")
+    parser.add_argument("--steps", type=int,
+                        help="default: the stage's (1223 gpu, 640 cpu, 1400 h200)")
     parser.add_argument("--copies_at", type=int, default=128, metavar="SIZE",
                         help="train on SIZE x SIZE JPEG copies (0: the original files)")
+    parser.add_argument("--quality", type=int, default=95,
+                        help="JPEG quality of the copies (85 fits the 6,393 h200 cells in 33 MB, "
+                        "under what a device machine carries)")
+    parser.add_argument("--copies_only", action="store_true",
+                        help="gather the cells (and their copies) and stop: to carry them to a "
+                        "device machine and train there with the same command")
     parser.add_argument("--init_encoder", type=Path, default=DEFAULT_ENCODER,
                         help="stage cpu: the encoder to continue")
     parser.add_argument("--export", type=Path, default=DEFAULT_ENCODER)
@@ -87,12 +103,17 @@ def main() -> None:
                         help="export this checkpoint's teacher instead of the run's last (the "
                         "shipped file: stage cpu, step 30, chosen on validation)")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        raise SystemExit(f"real cells not found at {SHARED} (set CELLSSL_SHARED_DATA)")
-    config, parts, extra, steps = STAGES[args.stage]
-    cells = unlabelled_folder(args.workdir / "cells", parts, extra)
-    if args.copies_at:
-        cells = resized_copies(cells, args.workdir / f"cells_{args.copies_at}", args.copies_at)
+    config, pbc, bm, extra, steps = STAGES[args.stage]
+    copies = args.workdir / f"cells_{args.copies_at}"
+    if args.copies_at and copies.exists():  # made before (a device machine carries only these)
+        cells = copies
+    else:
+        cells = unlabelled_folder(args.workdir / "cells", pbc, bm, extra)
+        if args.copies_at:
+            cells = resized_copies(cells, copies, args.copies_at, args.quality)
+    if args.copies_only:
+        print(f"cells -> {cells}")
+        return
     cmd = [sys.executable, "-m", "cellssl_jax.train", "--config", config,
            "--workdir", str(args.workdir / "run"), f"--config.data.folder={cells}",
            f"--config.total_steps={args.steps or steps}"]
