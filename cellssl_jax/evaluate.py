@@ -5,9 +5,11 @@
   python -m cellssl_jax.evaluate transfer --source BM.npz --target BLOOD.npz \
       --map matek_bm->matek_blood --out DIR
   python -m cellssl_jax.evaluate knn --features_file F.npz --out DIR
+  python -m cellssl_jax.evaluate lab --features_file F.npz --part validation --out DIR
 
 Writes results.csv, summary.json, report.md, curve.png, confusion/*.png and evaluate.log under
---out (knn: knn.json and evaluate.log).
+--out (knn: knn.json and evaluate.log; lab: results.csv, summary.csv, summary.json, report.md,
+lab.png and evaluate.log).
 """
 
 from __future__ import annotations
@@ -24,8 +26,18 @@ import numpy as np
 from cellssl_jax.cli import add_out_flag
 from cellssl_jax.fewshot.classes import DATASETS
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS, PRESET_RULE, PRESETS, RULES
+from cellssl_jax.fewshot.differential import DEFAULT_METHOD, LEGACY_METHOD, Method
 from cellssl_jax.fewshot.features import Features, load_features
 from cellssl_jax.fewshot.knn import knn_accuracy
+from cellssl_jax.fewshot.lab import (
+    DEFAULT_MIXES,
+    DEFAULT_SIZE,
+    LabEvaluation,
+    lab_protocol,
+    mix_fractions,
+    write_lab_report,
+)
+from cellssl_jax.fewshot.lab import DEFAULT_N as LAB_N
 from cellssl_jax.fewshot.protocols import (
     DEFAULT_N,
     Evaluation,
@@ -34,6 +46,7 @@ from cellssl_jax.fewshot.protocols import (
     require_labels,
 )
 from cellssl_jax.fewshot.report import write_report
+from cellssl_jax.fewshot.sampling import builder_parts
 from cellssl_jax.logs import job
 from cellssl_jax.splits import SPLIT_SEED, file_id, stratified_split
 from cellssl_jax.vocab import builder_labels
@@ -173,6 +186,40 @@ def build_parser() -> argparse.ArgumentParser:
     knn.add_argument("--k", type=int, default=20, help="neighbours (default 20, as DINO)")
     knn.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     knn.add_argument("--seed", type=int, default=0, help="seeds the folds")
+
+    lab = sub.add_parser(
+        "lab",
+        help="what a lab reads: differential counts of folders with real class mixes",
+        description="n labelled cells per class from the builders' fit part, a folder drawn "
+        "with a class mix from --part (validation to choose, test to report once); every "
+        "method on the same draws; balanced accuracy, macro-F1 and the count error (mean and "
+        "max over classes of |predicted %% - true %%|, in points). Methods: "
+        "cellssl_jax/fewshot/differential.py.",
+    )
+    add_out_flag(lab)
+    lab.add_argument("--features_file", type=Path, required=True,
+                     help="labelled features file (.npz) whose image files exist (parts are "
+                     "cut by their sha256)")
+    lab.add_argument("--part", choices=("validation", "test"), default="validation",
+                     help="where the folders are drawn from (default validation)")
+    lab.add_argument("--methods", type=_name_list,
+                     default=[LEGACY_METHOD, DEFAULT_METHOD],
+                     help=f"comma-separated method names (default {LEGACY_METHOD},"
+                     f"{DEFAULT_METHOD}: today's rule and the default)")
+    lab.add_argument("--n", type=_int_list, default=list(LAB_N),
+                     help=f"labelled cells per class (default {','.join(map(str, LAB_N))})")
+    lab.add_argument("--mixes", type=lambda t: [v.strip() for v in t.split(";") if v.strip()],
+                     default=list(DEFAULT_MIXES),
+                     help="';'-separated mixes: balanced, normal_blood, dirichlet[:A], or "
+                     "name=percent,... (default " + ";".join(DEFAULT_MIXES) + ")")
+    lab.add_argument("--size", type=int, default=DEFAULT_SIZE,
+                     help=f"folder cells per draw (default {DEFAULT_SIZE}; fewer when the part "
+                     "lacks cells for the mix)")
+    lab.add_argument("--repeats", type=int, default=10, help="draws per (n, mix) (default 10)")
+    lab.add_argument("--seed", type=int, default=0, help="seeds every draw")
+    lab.add_argument("--intervals", action="store_true",
+                     help="also compute each count's 95 %% interval and score its coverage")
+    lab.add_argument("--jobs", type=int, default=1, help="parallel workers (default 1)")
     return parser
 
 
@@ -304,11 +351,42 @@ def knn_probe(args: argparse.Namespace) -> Path:
     return out
 
 
+def lab_run(args: argparse.Namespace) -> LabEvaluation:
+    """`evaluate lab`: the fit part labels, --part gives the folders."""
+    for name in args.methods:
+        Method.parse(name)
+    feats = load_features(args.features_file)
+    require_labels(feats, "--features_file")
+    for mix in args.mixes:
+        mix_fractions(mix, feats.class_names, np.random.default_rng(0))
+    labelled = feats.subset(feats.labelled.nonzero()[0])
+    _cell_ids(labelled)  # a clear error when the image files are not here
+    parts = builder_parts(labelled.paths, labelled.labels, labelled.class_names)
+    ev = lab_protocol(
+        labelled.subset(np.flatnonzero(parts == "fit")),
+        labelled.subset(np.flatnonzero(parts == args.part)),
+        args.methods, args.n, args.mixes, args.repeats, args.seed, args.size,
+        args.intervals, args.jobs,
+    )
+    ev.inputs = {"features_file": str(args.features_file), "part": args.part,
+                 "encoder": describe_encoder(feats),
+                 "labelled_from": f"fit part ({int((parts == 'fit').sum())} cells)",
+                 "folders_from": f"{args.part} part ({int((parts == args.part).sum())} cells)"}
+    return ev
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     with job(PROG, args.out):
         if args.protocol == "knn":
             log.info("wrote %s", knn_probe(args))
+            return
+        if args.protocol == "lab":
+            start = time.perf_counter()
+            ev = lab_run(args)
+            log.info("lab protocol done in %.1f s", time.perf_counter() - start)
+            for path in write_lab_report(ev, args.out):
+                log.info("wrote %s", path)
             return
         start = time.perf_counter()
         ev = run(args)

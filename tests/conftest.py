@@ -60,6 +60,7 @@ SLOW = (
     "test_convert.py::test_round_trip_without_torch",
     "test_extract.py::test_extract_folder_matches_encoder_and_lists_skipped",
     "test_scripts.py::test_help",
+    "test_fewshot_differential.py::test_two_labelled_cells_per_class_and_a_large_folder",
 )
 
 

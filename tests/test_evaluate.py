@@ -169,3 +169,23 @@ def test_knn_probe_scores_separable_features_and_not_shuffled_ones(tmp_path):
         scores[name] = json.loads((tmp_path / name / "knn.json").read_text())["balanced_accuracy"]
     assert scores["clustered"] == 1.0
     assert scores["shuffled"] < 0.6  # chance is 1/3
+
+
+def test_lab_protocol_cli_writes_its_report_and_checks_its_input(tmp_path):
+    feats = _write(tmp_path / "lab.npz", ["eosinophil", "lymphocyte", "neutrophil"], [40, 40, 60])
+    out = tmp_path / "lab"
+    main(["lab", "--features_file", str(feats), "--methods", "svm,lr+em", "--n", "3",
+          "--mixes", "balanced;neutrophil=70,lymphocyte=25,eosinophil=5", "--repeats", "2",
+          "--size", "50", "--out", str(out)])
+    for name in ["results.csv", "summary.csv", "summary.json", "report.md", "lab.png",
+                 "evaluate.log"]:
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 2 * 2 * 2 and {r["method"] for r in rows} == {"svm", "lr+em"}
+    meta = json.loads((out / "summary.json").read_text())
+    assert meta["inputs"]["part"] == "validation" and "fit part" in meta["inputs"]["labelled_from"]
+    for argv, message in [
+        (["--methods", "rf"], "unknown method 'rf'"),
+        (["--mixes", "basophil=50"], "'basophil' is not a class"),
+    ]:
+        assert message in _error(["lab", "--features_file", str(feats), "--out", str(out), *argv])

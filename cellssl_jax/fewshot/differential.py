@@ -1,0 +1,253 @@
+"""The lab's differential count: labelled cells + the folder's cells -> labels, posteriors and
+each class's percent with a 95 % interval. The one library entry point (`differential`) under
+`classify`, the demo and the browser page; `fewshot/lab.py` scores the methods against each
+other.
+
+A method is named by its steps, in the order they run, joined by "+":
+  <classifier>     svm | lr: the paper-code pipeline (PowerTransformer -> PCA -> classifier,
+                   class_weight="balanced"), fitted on the labelled cells (`classifiers.py`);
+  l2               first centre every cell on the labelled classes' mean (the mean of the
+                   class means, so it does not move with the folder's mix) and L2-normalise it
+                   (cosine geometry, as DINO's own k-NN probe uses);
+  fold             fit the PowerTransformer -> PCA on labelled + folder cells (unsupervised,
+                   so the transform sees the folder's spread, not only a few dozen cells);
+  spread           label spreading over a k-NN graph of labelled + folder cells, the folder
+                   cells starting from the classifier's posteriors (`transduce.py`);
+  em[P]            Saerens' EM prior correction with P pseudo-cells per class (default 1);
+  acc              prior correction by the adjusted count (confusion rates of the labelled
+                   cells' cross-validated predictions);
+  relabel          label each cell by its posterior re-weighted to the estimated prior;
+e.g. "lr", "svm" (today's rule: `LEGACY_METHOD`), "lr+l2+spread+em".
+
+With a prior step (em, acc) the percent is the estimated prior, otherwise the share of cells
+given each label. Labels stay the argmax of the balanced-prior posteriors unless `relabel`:
+a balanced prior is what maximises balanced accuracy (every class's recall counts the same),
+while the count needs the folder's own prior, so the two are estimated apart.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_predict
+
+from cellssl_jax.fewshot.classifiers import classifier, pipeline, preprocessor
+from cellssl_jax.fewshot.quantify import (
+    adjusted_count,
+    confusion_rates,
+    count_interval,
+    em_priors,
+    reweight,
+)
+from cellssl_jax.fewshot.transduce import spread
+
+PRESET = "paper-code"
+LEGACY_METHOD = "svm"  # `classify` before issue 21: the paper's SVM, classify and count
+DEFAULT_METHOD = "lr"  # replaced by validation's choice (docs/LAB_COUNT.md)
+CV_FOLDS = 5
+SPREAD_WEIGHT = 1.0  # how much a folder cell's starting posterior counts against its neighbours
+INTERVAL_LEVEL = 0.95
+INTERVAL_REPLICATES = 500
+INTERVAL_METHOD = (
+    "95 % interval: parametric bootstrap (500 replicates) of the adjusted count, drawing the "
+    "folder's predicted counts (multinomial) and each row of the classifier's confusion rates "
+    "(Dirichlet on the labelled cells' cross-validated predictions + 1/2)"
+)
+_STEP = re.compile(r"^(svm|lr|l2|fold|spread|acc|relabel|em(\d+(\.\d*)?)?)$")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A parsed method name (see the module docstring)."""
+
+    name: str
+    classifier: str
+    l2: bool = False
+    fold: bool = False
+    spread: bool = False
+    prior: str = ""  # "", "em" or "acc"
+    pseudo: float = 1.0  # em's pseudo-cells per class
+    relabel: bool = False
+
+    @classmethod
+    def parse(cls, name: str) -> Method:
+        steps = [s.strip() for s in name.split("+")]
+        bad = [s for s in steps if not _STEP.match(s)]
+        if bad or not steps or steps[0] not in ("svm", "lr"):
+            raise ValueError(
+                f"unknown method {name!r}: a classifier (svm or lr) then any of l2, fold, "
+                "spread, em[P], acc, relabel, joined by '+' (e.g. lr+l2+spread+em)"
+            )
+        priors = [s for s in steps if s == "acc" or s.startswith("em")]
+        if len(priors) > 1 or len(set(steps)) != len(steps):
+            raise ValueError(f"method {name!r}: each step once, at most one of em / acc")
+        if "relabel" in steps and not priors:
+            raise ValueError(f"method {name!r}: relabel needs a prior step (em or acc)")
+        prior = priors[0] if priors else ""
+        return cls(
+            name,
+            steps[0],
+            l2="l2" in steps,
+            fold="fold" in steps,
+            spread="spread" in steps,
+            prior="em" if prior.startswith("em") else prior,
+            pseudo=float(prior[2:]) if prior.startswith("em") and len(prior) > 2 else 1.0,
+            relabel="relabel" in steps,
+        )
+
+
+@dataclass
+class Differential:
+    """What a lab reads for one folder: per cell a label and posteriors, per class a percent
+    with its interval, and the labelled cells' cross-validated predictions."""
+
+    method: str
+    class_names: list[str]
+    proba: np.ndarray  # [N, C] posteriors of the folder's cells
+    percent: np.ndarray  # [C] the differential count, percent
+    low: np.ndarray | None = None  # [C] lower end of the 95 % interval, percent
+    high: np.ndarray | None = None
+    cv_true: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    cv_pred: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    cv_name: str = ""
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.proba.argmax(axis=1)
+
+    def counts(self) -> np.ndarray:
+        """Cells given each label."""
+        return np.bincount(self.predicted, minlength=len(self.class_names))
+
+
+def _fit_classifier(name: str, z: np.ndarray, y: np.ndarray):
+    model = classifier(name, PRESET, probability="calibrated", labels=y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(z, y)
+
+
+def _proba(model, z: np.ndarray, n_classes: int) -> np.ndarray:
+    out = np.zeros((len(z), n_classes))
+    out[:, model.classes_] = model.predict_proba(z)
+    return out
+
+
+def _centre_l2(x: np.ndarray, x_lab: np.ndarray, y_lab: np.ndarray) -> np.ndarray:
+    """`x` centred on the mean of the labelled class means, each row L2-normalised."""
+    centre = np.mean([x_lab[y_lab == c].mean(axis=0) for c in np.unique(y_lab)], axis=0)
+    x = x - centre
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def cross_validated(method: Method, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str]:
+    """The labelled cells' cross-validated predictions by the method's classifier (its
+    features treatment included, no folder): stratified 5-fold, or leave-one-out when a class
+    has fewer than 5 cells -> (predictions, the scheme's name)."""
+    smallest = int(np.bincount(y)[np.unique(y)].min())
+    if smallest >= CV_FOLDS:
+        splitter, cv_name = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0), "5-fold"
+    else:
+        splitter, cv_name = LeaveOneOut(), "leave-one-out"
+    if method.l2:  # the centre from all labelled cells: a fixed map, no leak between folds
+        x = _centre_l2(x, x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pred = cross_val_predict(pipeline(method.classifier, PRESET), x, y, cv=splitter)
+    return pred, cv_name
+
+
+def _check(x_lab: np.ndarray, y_lab: np.ndarray, x_fold: np.ndarray, n_classes: int) -> None:
+    if len(x_fold) == 0:
+        raise ValueError("no folder cells to count")
+    if x_lab.shape[1] != x_fold.shape[1]:
+        raise ValueError(f"feature dimensions differ ({x_lab.shape[1]} vs {x_fold.shape[1]})")
+    counts = np.bincount(y_lab, minlength=n_classes)
+    if len(counts) > n_classes:
+        raise ValueError(f"labels must be 0..{n_classes - 1}")
+    small = np.flatnonzero(counts < 2)
+    if small.size:
+        raise ValueError(
+            f"every class needs at least 2 labelled cells; too few in class(es) "
+            f"{small.tolist()} ({counts[small].tolist()} cells)"
+        )
+    for a in (x_lab, x_fold):
+        if not np.isfinite(a).all():
+            raise ValueError("features contain NaN or inf")
+
+
+def posteriors(method: Method | str, x_lab: np.ndarray, y_lab: np.ndarray, x_fold: np.ndarray,
+               n_classes: int, cv_pred: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The folder cells' posteriors [N, C] under `method` (re-weighted to the estimated prior
+    with `relabel`), and the estimated prior [C] (None without a prior step). `cv_pred`: the
+    labelled cells' cross-validated predictions, which `acc` needs (computed when not given)."""
+    method = Method.parse(method) if isinstance(method, str) else method
+    x_lab = np.asarray(x_lab, np.float64)
+    x_fold = np.asarray(x_fold, np.float64)
+    y_lab = np.asarray(y_lab, np.int64)
+    _check(x_lab, y_lab, x_fold, n_classes)
+    if method.l2:
+        x_lab, x_fold = _centre_l2(x_lab, x_lab, y_lab), _centre_l2(x_fold, x_lab, y_lab)
+    pre = preprocessor(PRESET)
+    if method.fold:
+        pre.fit(np.vstack([x_lab, x_fold]))
+        z_lab, z_fold = pre.transform(x_lab), pre.transform(x_fold)
+    else:
+        z_lab = pre.fit_transform(x_lab)
+        z_fold = pre.transform(x_fold)
+    model = _fit_classifier(method.classifier, z_lab, y_lab)
+    proba = _proba(model, z_fold, n_classes)
+    if method.spread:
+        y0 = np.vstack([np.eye(n_classes)[y_lab], SPREAD_WEIGHT * proba])
+        z = np.vstack([z_lab, z_fold])
+        z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        proba = spread(z, y0)[len(z_lab):]
+    if not method.prior:
+        return proba, None
+    if method.prior == "em":
+        prior, _ = em_priors(proba, pseudo=method.pseudo)
+    else:
+        if cv_pred is None:
+            cv_pred, _ = cross_validated(method, x_lab, y_lab)
+        q = np.bincount(proba.argmax(axis=1), minlength=n_classes) / len(proba)
+        prior = adjusted_count(q, confusion_rates(y_lab, cv_pred, n_classes))
+    return (reweight(proba, prior) if method.relabel else proba), prior
+
+
+def differential(
+    x_lab: np.ndarray,
+    y_lab: np.ndarray,
+    x_fold: np.ndarray,
+    class_names: list[str],
+    method: str = DEFAULT_METHOD,
+    interval: bool = True,
+    seed: int = 0,
+) -> Differential:
+    """Fit on the labelled cells (`y_lab` in 0..C-1, >= 2 per class), label the folder's cells
+    and count them, with a 95 % interval per class when `interval` (INTERVAL_METHOD)."""
+    parsed = Method.parse(method)
+    n_classes = len(class_names)
+    x_lab = np.asarray(x_lab, np.float64)
+    y_lab = np.asarray(y_lab, np.int64)
+    _check(x_lab, y_lab, np.asarray(x_fold), n_classes)
+    cv_pred, cv_name = (cross_validated(parsed, x_lab, y_lab)
+                        if interval or parsed.prior == "acc" else (None, ""))
+    proba, prior = posteriors(parsed, x_lab, y_lab, x_fold, n_classes, cv_pred)
+    predicted = proba.argmax(axis=1)
+    share = prior if prior is not None else np.bincount(predicted, minlength=n_classes) / len(
+        predicted)
+    result = Differential(parsed.name, list(class_names), proba, 100.0 * share)
+    if cv_pred is not None:
+        result.cv_true, result.cv_pred, result.cv_name = y_lab, cv_pred, cv_name
+    if interval:
+        low, high = count_interval(predicted, y_lab, cv_pred, n_classes,
+                                   INTERVAL_REPLICATES, INTERVAL_LEVEL, seed)
+        # the interval is about the reported percent: it always contains it
+        result.low = 100.0 * np.minimum(low, share)
+        result.high = 100.0 * np.maximum(high, share)
+    return result

@@ -1,0 +1,67 @@
+"""Transduction: let the folder's own unlabelled cells shape the labels (label spreading).
+
+A lab's folder holds hundreds to thousands of cells that `classify` reads anyway; cells of one
+type sit in dense clusters of feature space, so labels spread along a k-nearest-neighbour graph
+over labelled + folder cells follow the folder's own structure (and its class sizes) instead of
+the few labelled cells' balance. This is Zhou et al.'s label spreading (2004, NIPS 16) on
+scikit-learn's k-NN kernel, written out so that the folder cells can start from soft labels
+(an inductive classifier's posteriors) rather than from nothing; with one-hot labelled rows and
+zero folder rows it is `sklearn.semi_supervised.LabelSpreading(kernel="knn")` (tested).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import laplacian
+from sklearn.neighbors import NearestNeighbors
+
+SPREAD_K = 10
+SPREAD_ALPHA = 0.8
+MAX_ITER = 200
+TOL = 1e-3
+
+
+def knn_operator(x: np.ndarray, k: int = SPREAD_K) -> sparse.csr_matrix:
+    """scikit-learn's label-spreading operator: D^-1/2 A D^-1/2 of the k-NN connectivity graph
+    (each cell its own first neighbour, degrees over columns), diagonal set to 0."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 2:
+        raise ValueError(f"label spreading needs at least 2 cells, got {len(x)}")
+    k = min(k, len(x))
+    nn = NearestNeighbors(n_neighbors=k).fit(x)
+    graph = nn.kneighbors_graph(nn._fit_X, k, mode="connectivity")
+    op = sparse.coo_matrix(-laplacian(graph, normed=True))
+    op.data[op.row == op.col] = 0.0
+    return op.tocsr()
+
+
+def spread(
+    x: np.ndarray,
+    y0: np.ndarray,
+    k: int = SPREAD_K,
+    alpha: float = SPREAD_ALPHA,
+    max_iter: int = MAX_ITER,
+    tol: float = TOL,
+) -> np.ndarray:
+    """Label distributions [N, C] after spreading the starting distributions `y0` [N, C]
+    (labelled cells one-hot, folder cells zero or soft) over the k-NN graph of `x`:
+    F <- alpha S F + (1 - alpha) y0 until the L1 change is below `tol`; rows normalised to sum
+    1 (a row that nothing reached keeps its `y0`, or uniform if that is zero too)."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    y0 = np.asarray(y0, dtype=np.float64)
+    if y0.ndim != 2 or len(y0) != len(x):
+        raise ValueError(f"starting labels must be [{len(x)}, classes], got {y0.shape}")
+    op = knn_operator(x, k)
+    static = (1.0 - alpha) * y0
+    f, previous = y0.copy(), np.zeros_like(y0)
+    for _ in range(max_iter):
+        if np.abs(f - previous).sum() < tol:
+            break
+        previous = f
+        f = alpha * (op @ f) + static
+    total = f.sum(axis=1, keepdims=True)
+    fallback = np.where(y0.sum(axis=1, keepdims=True) > 0, y0, 1.0 / y0.shape[1])
+    fallback = fallback / fallback.sum(axis=1, keepdims=True)
+    return np.where(total > 0, f / np.where(total > 0, total, 1.0), fallback)

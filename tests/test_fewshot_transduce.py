@@ -1,0 +1,53 @@
+"""Label spreading on the k-NN graph: the same distributions as scikit-learn's LabelSpreading,
+and soft starting labels for the folder cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.semi_supervised import LabelSpreading
+
+from cellssl_jax.fewshot.transduce import knn_operator, spread
+
+
+def blobs(n=120, k=3, dim=5, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    return rng.normal(size=(k, dim))[y] * 2 + rng.normal(size=(n, dim)), y
+
+
+@pytest.mark.parametrize("alpha,k", [(0.2, 7), (0.8, 10)])
+def test_spread_matches_sklearn_label_spreading(alpha, k):
+    x, y = blobs()
+    y_semi = np.where(np.arange(len(y)) % 6 == 0, y, -1)
+    ref = LabelSpreading(kernel="knn", n_neighbors=k, alpha=alpha, max_iter=30, tol=1e-3)
+    ref.fit(x, y_semi)
+    y0 = np.zeros((len(y), 3))
+    y0[y_semi >= 0, y_semi[y_semi >= 0]] = 1.0
+    ours = spread(x, y0, k=k, alpha=alpha, max_iter=30, tol=1e-3)
+    reached = ref.label_distributions_.sum(axis=1) > 0
+    assert reached.mean() > 0.9
+    np.testing.assert_allclose(ours[reached], ref.label_distributions_[reached], atol=1e-10)
+    np.testing.assert_allclose(ours.sum(axis=1), 1.0)
+
+
+def test_soft_folder_labels_and_unreached_cells():
+    x, y = blobs(n=60)
+    far = np.vstack([x, [[100.0] * 5, [100.5] * 5], [[-100.0] * 5, [-100.5] * 5]])
+    y0 = np.zeros((len(far), 3))
+    y0[:10, :] = np.eye(3)[y[:10]]
+    y0[-1] = [0.1, 0.1, 0.8]  # a soft start in the second far pair
+    out = spread(far, y0, k=2)  # each far cell: itself and its partner
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[-4:-2], [[1 / 3] * 3] * 2, atol=1e-12)  # unreached: uniform
+    assert out[-2].argmax() == out[-1].argmax() == 2  # the soft start spreads to its neighbour
+    assert (spread(x, y0[:60], k=5)[10:].argmax(axis=1) == y[10:]).mean() > 0.8
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="at least 2 cells"):
+        knn_operator(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="alpha"):
+        spread(np.zeros((4, 2)), np.zeros((4, 2)), alpha=1.0)
+    op = knn_operator(np.random.default_rng(0).normal(size=(3, 2)), k=10)  # k > cells
+    assert op.shape == (3, 3)
