@@ -4,13 +4,22 @@
 
 `--labelled` holds one sub-folder per class (a few cells each), `--unlabelled` the cells to
 classify. Writes under `--out`: predictions.csv (every cell, its predicted class and the
-probability of each class), counts.csv (the differential count), review.csv (the least sure
+probability of each class), counts.csv (the differential count: per class the cells labelled
+with it, its percent and the 95 % interval of that percent), review.csv (the least sure
 cells, by the margin between the two most probable classes, for a human to check),
 skipped.csv (unreadable images, with the reason), flagged.csv (doubtful images that were
 classified: greyscale, transparent, far larger than the read size), summary.json and
 classify.log; prints a cross-validated accuracy on the labelled cells as a sanity number. The
 folders are checked before any extraction, and the encoder's features come from the features
 cache when it has them (`--no_cache` bypasses it).
+
+Method (`--method`, cellssl_jax/fewshot/differential.py; docs/LAB_COUNT.md): by default the one
+the lab protocol preferred on validation, which also uses the folder's own cells and corrects
+the count for the folder's class mix (a classifier fitted on balanced labels over-calls the
+rare classes). Today's rule before that, the paper's SVM with classify-and-count, is
+`--method svm` (`--classifier svm|lr|knn`: that classifier alone). The percent's 95 % interval
+is a parametric bootstrap of the folder's counts and of the labelled cells' cross-validated
+confusion matrix, pushed through the adjusted count (summary.json says so too).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from cellssl_jax.cache import cache_root
 from cellssl_jax.cli import add_cache_flag, add_encoder_flag, add_features_flag, add_out_flag
 from cellssl_jax.featurize import DEFAULT_KIND, make_featurizer
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS
+from cellssl_jax.fewshot.differential import DEFAULT_METHOD, Method
 from cellssl_jax.labelling import check_folders, classify_folders
 from cellssl_jax.logs import fail, job
 
@@ -33,7 +43,7 @@ def run(
     labelled: str | Path,
     unlabelled: str | Path,
     out: str | Path,
-    classifier: str = "svm",
+    method: str = DEFAULT_METHOD,
     features: str = DEFAULT_KIND,
     encoder: str | Path | None = None,
     review: int = 20,
@@ -41,9 +51,9 @@ def run(
 ) -> dict:
     """The whole job -> the summary (also in `<out>/summary.json`); the folders are checked
     before the encoder is loaded. `cache`: the features cache folder (None: none)."""
-    sources = check_folders(labelled, unlabelled, classifier)
+    sources = check_folders(labelled, unlabelled, method)
     featurizer = make_featurizer(features, encoder, cache=cache)
-    summary, _ = classify_folders(labelled, unlabelled, out, featurizer, classifier, review,
+    summary, _ = classify_folders(labelled, unlabelled, out, featurizer, method, review,
                                   sources)
     return summary
 
@@ -57,10 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_out_flag(parser)
     add_encoder_flag(parser)
     parser.add_argument(
+        "--method",
+        default=None,
+        help=f"how cells are labelled and counted (default {DEFAULT_METHOD}, validation's "
+        "choice; 'svm' is the rule before it); steps joined by '+': svm|lr|knn, l2, fold, "
+        "self, spread, em[P], acc, relabel (docs/LAB_COUNT.md)",
+    )
+    parser.add_argument(
         "--classifier",
         choices=CLASSIFIERS,
-        default="svm",
-        help="paper-code preset: PowerTransformer -> PCA -> SVC / LR / KNN",
+        default=None,
+        help="shorthand for --method <classifier>: the paper-code pipeline (PowerTransformer "
+        "-> PCA -> SVC / LR / KNN) alone, classify and count",
     )
     add_features_flag(
         parser,
@@ -79,12 +97,19 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.review < 0:
         fail(PROG, "--review must be >= 0")
+    if args.method and args.classifier:
+        fail(PROG, "give --method or --classifier, not both (--classifier X is --method X)")
+    method = args.method or args.classifier or DEFAULT_METHOD
+    try:
+        Method.parse(method)
+    except ValueError as err:
+        fail(PROG, str(err))
     with job(PROG, args.out):
         summary = run(
             args.labelled,
             args.unlabelled,
             args.out,
-            args.classifier,
+            method,
             args.features,
             args.encoder,
             args.review,
@@ -96,9 +121,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"(balanced {summary['cv_balanced_accuracy']:.1%})"
     )
     total = summary["classified_cells"]
-    print(f"differential count of {total} cells:")
+    print(f"differential count of {total} cells ({summary['method']}; cells labelled, percent "
+          "and its 95 % interval):")
     for name, n in summary["counts"].items():
-        print(f"  {name:<20} {n:>5}  {100.0 * n / max(total, 1):5.1f} %")
+        low, high = summary["percent_interval95"][name]
+        print(f"  {name:<20} {n:>5}  {summary['percent'][name]:5.1f} %  ({low:.1f}-{high:.1f})")
     if summary["skipped"]:
         print(f"skipped {len(summary['skipped'])} unreadable images (listed in skipped.csv):")
         for s in summary["skipped"]:

@@ -8,8 +8,8 @@ features, the colour-histogram baseline and the two concatenated:
 1. extract features (bundled encoder unless --encoder);
 2. few-shot evaluation: SVM/LR/KNN fitted on n = 2, 5, 10 labelled cells per class, scored on
    the 100 held-out cells (their true classes), 5 repetitions;
-3. classify the unlabelled cells with all 12 labelled cells per class: predictions, differential
-   count and review list, scored against the true classes;
+3. classify the unlabelled cells with all 12 labelled cells per class (`classify`'s default
+   method): predictions, differential count and review list, scored against the true classes;
 4. an attention map of a few cells (encoder only) and a 2-D embedding of all 196 cells.
 Writes summary.md, summary.json, the figures, one folder per step and kind, and demo.log.
 """
@@ -32,6 +32,7 @@ from cellssl_jax import figures
 from cellssl_jax.cache import cache_root
 from cellssl_jax.cli import add_cache_flag, add_encoder_flag, add_out_flag
 from cellssl_jax.featurize import Featurizer, make_featurizer
+from cellssl_jax.fewshot.differential import DEFAULT_METHOD
 from cellssl_jax.fewshot.features import Features, save_features
 from cellssl_jax.fewshot.protocols import fewshot_curve
 from cellssl_jax.fewshot.report import summarise, write_report
@@ -63,7 +64,7 @@ def run_kind(kind: str, featurizer: Featurizer, out: Path, sample: Path) -> dict
     """Classify, few-shot evaluation and embedding for one kind of features."""
     classified = out / f"classify_{kind}"
     summary, result = classify_folders(
-        sample / "labelled", sample / "unlabelled", classified, featurizer, "svm"
+        sample / "labelled", sample / "unlabelled", classified, featurizer
     )
     labelled, names = result.labelled, result.class_names
     scored = with_truth(result.unlabelled, read_truth(sample, names), names)
@@ -124,10 +125,10 @@ def report_md(results: dict[str, dict], attention: list[Path], seconds: float) -
         "",
         head,
         "|---" * (len(kinds) + 1) + "|",
-        "| CV accuracy, labelled cells (SVM) | "
+        f"| CV accuracy, labelled cells ({DEFAULT_METHOD}) | "
         + " | ".join(results[k]["cv"] for k in kinds)
         + " |",
-        "| unlabelled cells: accuracy (SVM, 12/class) | "
+        f"| unlabelled cells: accuracy ({DEFAULT_METHOD}, 12/class) | "
         + " | ".join(f"{results[k]['unlabelled_accuracy']:.1%}" for k in kinds)
         + " |",
         "| unlabelled cells: balanced accuracy | "
@@ -143,7 +144,7 @@ def report_md(results: dict[str, dict], attention: list[Path], seconds: float) -
     names = results[kinds[0]]["class_names"]
     lines += [
         "",
-        "Differential count of the unlabelled cells (SVM):",
+        f"Differential count of the unlabelled cells ({DEFAULT_METHOD}; cells labelled):",
         "",
         "| class | true | " + " | ".join(kinds) + " |",
         "|---" * (len(kinds) + 2) + "|",

@@ -12,17 +12,19 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_predict
 
 from cellssl_jax.data.images import relative_name
 from cellssl_jax.data.reading import FolderSource
 from cellssl_jax.featurize import Featurizer, featurize_folder
 from cellssl_jax.featurize.extraction import write_csv
-from cellssl_jax.fewshot.classifiers import CLASSIFIERS, pipeline
+from cellssl_jax.fewshot.differential import (
+    DEFAULT_METHOD,
+    INTERVAL_METHOD,
+    PRESET,
+    Method,
+    differential,
+)
 from cellssl_jax.fewshot.features import Features
-
-PRESET = "paper-code"
-CV_FOLDS = 5
 
 
 @dataclass
@@ -36,6 +38,10 @@ class Result:
     cv_name: str
     cv_accuracy: float
     cv_balanced_accuracy: float
+    method: str = DEFAULT_METHOD
+    percent: np.ndarray | None = None  # [C] the differential count (fewshot/differential.py)
+    low: np.ndarray | None = None  # [C] its 95 % interval, percent
+    high: np.ndarray | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -79,36 +85,26 @@ def check_labelled(feats: Features) -> None:
     check_classes(feats.class_names, feats.labels, feats.source, "readable ")
 
 
-def cross_validate(feats: Features, name: str) -> tuple[str, float, float]:
-    """Accuracy and balanced accuracy of `name` on the labelled cells: stratified 5-fold, or
-    leave-one-out when a class has fewer than 5 cells. SVC is scored with its decision function
-    (probabilities need >= 2 cells per class inside every fold)."""
-    x, y = feats.features, feats.labels
-    smallest = int(np.bincount(y).min())
-    if smallest >= CV_FOLDS:
-        splitter, cv_name = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0), "5-fold"
-    else:
-        splitter, cv_name = LeaveOneOut(), "leave-one-out"
-    pred = cross_val_predict(pipeline(name, PRESET), x, y, cv=splitter)
-    return cv_name, float((pred == y).mean()), float(balanced_accuracy_score(y, pred))
-
-
-def classify_features(labelled: Features, unlabelled: Features, name: str = "svm") -> Result:
-    """Fit the paper-code pipeline `name` on the labelled features, predict the unlabelled.
+def classify_features(labelled: Features, unlabelled: Features,
+                      method: str = DEFAULT_METHOD) -> Result:
+    """Fit `method` (fewshot/differential.py; a classifier name alone is today's rule with
+    it) on the labelled features, label and count the unlabelled ones, with a 95 % interval
+    per class; the labelled cells' cross-validated accuracy (stratified 5-fold, or
+    leave-one-out when a class has fewer than 5 cells) as a sanity number.
 
     The prediction is the most probable class, so predictions, probabilities and margins agree.
     """
+    Method.parse(method)
     check_labelled(labelled)
     if len(unlabelled.features) == 0:
         raise ValueError(f"{unlabelled.source}: no readable unlabelled cells to classify")
     if labelled.dim != unlabelled.dim:
         raise ValueError(f"feature dimensions differ ({labelled.dim} vs {unlabelled.dim})")
-    cv_name, acc, bacc = cross_validate(labelled, name)
-    model = pipeline(name, PRESET, probability="calibrated", labels=labelled.labels)
-    model.fit(labelled.features, labelled.labels)
-    proba = np.zeros((len(unlabelled.features), len(labelled.class_names)))
-    proba[:, model.classes_] = model.predict_proba(unlabelled.features)
-    return Result(labelled, unlabelled, proba, cv_name, acc, bacc)
+    d = differential(labelled.features, labelled.labels, unlabelled.features,
+                     labelled.class_names, method)
+    y, pred = d.cv_true, d.cv_pred
+    return Result(labelled, unlabelled, d.proba, d.cv_name, float((pred == y).mean()),
+                  float(balanced_accuracy_score(y, pred)), method, d.percent, d.low, d.high)
 
 
 def write_outputs(result: Result, out: Path, root: Path, review: int) -> dict[str, Path]:
@@ -126,9 +122,14 @@ def write_outputs(result: Result, out: Path, root: Path, review: int) -> dict[st
     }
     counts = result.counts()
     total = int(counts.sum())
-    rows = [[c, int(n), f"{100.0 * n / total:.1f}"] for c, n in zip(names, counts, strict=True)]
+    percent = 100.0 * counts / total if result.percent is None else result.percent
+    low = percent if result.low is None else result.low
+    high = percent if result.high is None else result.high
+    rows = [[c, int(n), f"{p:.1f}", f"{lo:.1f}", f"{hi:.1f}"]
+            for c, n, p, lo, hi in zip(names, counts, percent, low, high, strict=True)]
     files["counts"] = write_csv(
-        out / "counts.csv", ["class", "cells", "percent"], [*rows, ["total", total, "100.0"]]
+        out / "counts.csv", ["class", "cells", "percent", "percent_low95", "percent_high95"],
+        [*rows, ["total", total, "100.0", "", ""]],
     )
     order = np.argsort(margin, kind="stable")[:review]
     rows = []
@@ -162,11 +163,10 @@ def write_outputs(result: Result, out: Path, root: Path, review: int) -> dict[st
 
 
 def check_folders(
-    labelled: str | Path, unlabelled: str | Path, classifier: str = "svm"
+    labelled: str | Path, unlabelled: str | Path, method: str = DEFAULT_METHOD
 ) -> tuple[FolderSource, FolderSource]:
     """Everything that can be checked before the slow part (features) -> the folders' scans."""
-    if classifier not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {classifier!r}; choose from {', '.join(CLASSIFIERS)}")
+    Method.parse(method)
     labelled, unlabelled = Path(labelled), Path(unlabelled)
     for role, folder in (("labelled", labelled), ("unlabelled", unlabelled)):
         if not folder.is_dir():
@@ -186,7 +186,7 @@ def classify_folders(
     unlabelled: str | Path,
     out: str | Path,
     featurizer: Featurizer,
-    classifier: str = "svm",
+    method: str = DEFAULT_METHOD,
     review: int = 20,
     sources: tuple[FolderSource, FolderSource] | None = None,
 ) -> tuple[dict, Result]:
@@ -194,7 +194,7 @@ def classify_folders(
     classify the unlabelled ones and write predictions, counts, review list and skipped/flagged
     lists -> (the summary also written to `<out>/summary.json`, the predictions).
     `sources`: check_folders' result, when checked already."""
-    train_source, test_source = sources or check_folders(labelled, unlabelled, classifier)
+    train_source, test_source = sources or check_folders(labelled, unlabelled, method)
     labelled, unlabelled, out = Path(labelled), Path(unlabelled), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     train, train_stats = featurize_folder(
@@ -203,7 +203,7 @@ def classify_folders(
     test, test_stats = featurize_folder(
         unlabelled, featurizer, out / "unlabelled_features.npz", source=test_source
     )
-    result = classify_features(train, test, classifier)
+    result = classify_features(train, test, method)
     files = write_outputs(result, out, unlabelled, review)
     skipped = [*train_stats["skipped_files"], *test_stats["skipped_files"]]
     if skipped:
@@ -217,7 +217,8 @@ def classify_folders(
         "unlabelled": str(unlabelled),
         "features": featurizer.name,
         "features_sha256": featurizer.sha256,
-        "classifier": classifier,
+        "method": method,
+        "classifier": Method.parse(method).classifier,
         "preset": PRESET,
         "class_names": result.class_names,
         "labelled_cells": int(len(train.labels)),
@@ -230,6 +231,11 @@ def classify_folders(
         "cv_accuracy": result.cv_accuracy,
         "cv_balanced_accuracy": result.cv_balanced_accuracy,
         "counts": dict(zip(result.class_names, counts.tolist(), strict=True)),
+        "percent": dict(zip(result.class_names, np.round(result.percent, 2).tolist(),
+                            strict=True)),
+        "percent_interval95": {c: [round(float(lo), 2), round(float(hi), 2)] for c, lo, hi
+                               in zip(result.class_names, result.low, result.high, strict=True)},
+        "count_interval": INTERVAL_METHOD,
         "outputs": {k: str(v) for k, v in files.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

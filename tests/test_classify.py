@@ -11,6 +11,7 @@ import pytest
 
 from cellssl_jax import classify, labelling
 from cellssl_jax.featurize import make_featurizer
+from cellssl_jax.fewshot.differential import DEFAULT_METHOD, LEGACY_METHOD
 from cellssl_jax.fewshot.features import Features, load_features
 
 SAMPLE = Path(classify.__file__).parent / "assets" / "sample"
@@ -173,3 +174,28 @@ def test_a_class_left_with_one_readable_cell_is_named(lab, tmp_path):
     msg = run_cli("--labelled", str(labelled), "--unlabelled", str(unlabelled),
                   "--out", str(tmp_path / "out"), "--features", "colorhist")
     assert "at least 2 readable labelled cells" in msg and "platelet (1)" in msg
+
+
+def test_counts_carry_a_95_percent_interval_and_the_old_rule_is_one_flag_away(lab, tmp_path):
+    labelled, unlabelled = lab
+    base = ["--labelled", str(labelled), "--unlabelled", str(unlabelled), "--features",
+            "colorhist"]
+    summary = classify.main([*base, "--out", str(tmp_path / "new")])
+    assert summary["method"] == DEFAULT_METHOD and "bootstrap" in summary["count_interval"]
+    counts = rows(tmp_path / "new" / "counts.csv")
+    assert list(counts[0]) == ["class", "cells", "percent", "percent_low95", "percent_high95"]
+    for r in counts[:-1]:
+        low, pct, high = (float(r[k]) for k in ("percent_low95", "percent", "percent_high95"))
+        assert 0.0 <= low <= pct <= high <= 100.0
+        assert summary["percent_interval95"][r["class"]] == pytest.approx([low, high], abs=0.06)
+    old = classify.main([*base, "--out", str(tmp_path / "old"), "--method", LEGACY_METHOD])
+    assert old["method"] == old["classifier"] == "svm"
+    counts = rows(tmp_path / "old" / "counts.csv")  # classify and count: percent = cells share
+    for r in counts[:-1]:
+        assert float(r["percent"]) == pytest.approx(100 * int(r["cells"]) / 9, abs=0.06)
+    assert classify.main([*base, "--out", str(tmp_path / "c"), "--classifier", "lr"])[
+        "method"] == "lr"
+    msg = run_cli(*base, "--out", str(tmp_path / "x"), "--method", "lr", "--classifier", "svm")
+    assert "not both" in msg
+    msg = run_cli(*base, "--out", str(tmp_path / "x"), "--method", "forest")
+    assert "unknown method 'forest'" in msg

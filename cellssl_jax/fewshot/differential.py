@@ -4,13 +4,17 @@ each class's percent with a 95 % interval. The one library entry point (`differe
 other.
 
 A method is named by its steps, in the order they run, joined by "+":
-  <classifier>     svm | lr: the paper-code pipeline (PowerTransformer -> PCA -> classifier,
-                   class_weight="balanced"), fitted on the labelled cells (`classifiers.py`);
+  <classifier>     svm | lr | knn: the paper-code pipeline (PowerTransformer -> PCA ->
+                   classifier, class_weight="balanced"), fitted on the labelled cells
+                   (`classifiers.py`; the SVM's posteriors calibrated by Platt scaling);
   l2               first centre every cell on the labelled classes' mean (the mean of the
                    class means, so it does not move with the folder's mix) and L2-normalise it
                    (cosine geometry, as DINO's own k-NN probe uses);
   fold             fit the PowerTransformer -> PCA on labelled + folder cells (unsupervised,
                    so the transform sees the folder's spread, not only a few dozen cells);
+  self             self-training: refit the classifier with the folder cells it is surest of,
+                   the same number per class (so the labels' balance is kept), SELF_ROUNDS
+                   rounds, each adding as many cells per class as were labelled;
   spread           label spreading over a k-NN graph of labelled + folder cells, the folder
                    cells starting from the classifier's posteriors (`transduce.py`);
   em[P]            Saerens' EM prior correction with P pseudo-cells per class (default 1);
@@ -35,7 +39,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_predict
 
-from cellssl_jax.fewshot.classifiers import classifier, pipeline, preprocessor
+from cellssl_jax.fewshot.classifiers import CLASSIFIERS, classifier, pipeline, preprocessor
 from cellssl_jax.fewshot.quantify import (
     adjusted_count,
     confusion_rates,
@@ -49,6 +53,7 @@ PRESET = "paper-code"
 LEGACY_METHOD = "svm"  # `classify` before issue 21: the paper's SVM, classify and count
 DEFAULT_METHOD = "lr"  # replaced by validation's choice (docs/LAB_COUNT.md)
 CV_FOLDS = 5
+SELF_ROUNDS = 3
 SPREAD_WEIGHT = 1.0  # how much a folder cell's starting posterior counts against its neighbours
 INTERVAL_LEVEL = 0.95
 INTERVAL_REPLICATES = 500
@@ -57,7 +62,7 @@ INTERVAL_METHOD = (
     "folder's predicted counts (multinomial) and each row of the classifier's confusion rates "
     "(Dirichlet on the labelled cells' cross-validated predictions + 1/2)"
 )
-_STEP = re.compile(r"^(svm|lr|l2|fold|spread|acc|relabel|em(\d+(\.\d*)?)?)$")
+_STEP = re.compile(r"^(svm|lr|knn|l2|fold|self|spread|acc|relabel|em(\d+(\.\d*)?)?)$")
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class Method:
     classifier: str
     l2: bool = False
     fold: bool = False
+    self_train: bool = False
     spread: bool = False
     prior: str = ""  # "", "em" or "acc"
     pseudo: float = 1.0  # em's pseudo-cells per class
@@ -77,10 +83,10 @@ class Method:
     def parse(cls, name: str) -> Method:
         steps = [s.strip() for s in name.split("+")]
         bad = [s for s in steps if not _STEP.match(s)]
-        if bad or not steps or steps[0] not in ("svm", "lr"):
+        if bad or not steps or steps[0] not in CLASSIFIERS:
             raise ValueError(
-                f"unknown method {name!r}: a classifier (svm or lr) then any of l2, fold, "
-                "spread, em[P], acc, relabel, joined by '+' (e.g. lr+l2+spread+em)"
+                f"unknown method {name!r}: a classifier (svm, lr or knn) then any of l2, fold, "
+                "self, spread, em[P], acc, relabel, joined by '+' (e.g. lr+l2+spread+em)"
             )
         priors = [s for s in steps if s == "acc" or s.startswith("em")]
         if len(priors) > 1 or len(set(steps)) != len(steps):
@@ -93,6 +99,7 @@ class Method:
             steps[0],
             l2="l2" in steps,
             fold="fold" in steps,
+            self_train="self" in steps,
             spread="spread" in steps,
             prior="em" if prior.startswith("em") else prior,
             pseudo=float(prior[2:]) if prior.startswith("em") and len(prior) > 2 else 1.0,
@@ -142,6 +149,26 @@ def _centre_l2(x: np.ndarray, x_lab: np.ndarray, y_lab: np.ndarray) -> np.ndarra
     centre = np.mean([x_lab[y_lab == c].mean(axis=0) for c in np.unique(y_lab)], axis=0)
     x = x - centre
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _self_train(name: str, z_lab: np.ndarray, y_lab: np.ndarray, z_fold: np.ndarray,
+                proba: np.ndarray) -> np.ndarray:
+    """SELF_ROUNDS rounds of refitting on the labelled cells plus, per class, the folder cells
+    labelled that class with the highest posterior (round r: r x the labelled count)."""
+    n_classes = proba.shape[1]
+    per_class = np.bincount(y_lab, minlength=n_classes)
+    for r in range(1, SELF_ROUNDS + 1):
+        label = proba.argmax(axis=1)
+        picks = []
+        for c in range(n_classes):
+            members = np.flatnonzero(label == c)
+            order = members[np.argsort(-proba[members, c], kind="stable")]
+            picks.append(order[: r * per_class[c]])
+        chosen = np.concatenate(picks)
+        model = _fit_classifier(name, np.vstack([z_lab, z_fold[chosen]]),
+                                np.concatenate([y_lab, proba[chosen].argmax(axis=1)]))
+        proba = _proba(model, z_fold, n_classes)
+    return proba
 
 
 def cross_validated(method: Method, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str]:
@@ -202,6 +229,8 @@ def posteriors(method: Method | str, x_lab: np.ndarray, y_lab: np.ndarray, x_fol
         z_fold = pre.transform(x_fold)
     model = _fit_classifier(method.classifier, z_lab, y_lab)
     proba = _proba(model, z_fold, n_classes)
+    if method.self_train:
+        proba = _self_train(method.classifier, z_lab, y_lab, z_fold, proba)
     if method.spread:
         y0 = np.vstack([np.eye(n_classes)[y_lab], SPREAD_WEIGHT * proba])
         z = np.vstack([z_lab, z_fold])
