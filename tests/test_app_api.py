@@ -16,6 +16,7 @@ from cellssl_jax.app.cells import Cells
 from cellssl_jax.app.server import Context, create_app, open_context
 from cellssl_jax.app.state import UNSURE, StateStore
 from cellssl_jax.app.work import Worker
+from cellssl_jax.fewshot.acquire import REASONS
 
 TOKEN = "t0ken"
 
@@ -39,7 +40,7 @@ def client_of(folder: Path, state: Path, start: bool = False) -> tuple[TestClien
     state.mkdir(parents=True, exist_ok=True)
     store = StateStore(state)
     if start:
-        ctx = open_context(folder, state, store, "colorhist", token=TOKEN)
+        ctx = open_context(folder, state, store, "colorhist", per_class=2, token=TOKEN)
     else:
         cells = Cells(folder, state / "thumbs")
         worker = Worker(cells, store, state, "colorhist", None, None, 10)
@@ -163,8 +164,9 @@ def read_csv(path: Path) -> list[list[str]]:
         return list(csv.reader(fh))
 
 
+@pytest.mark.slow  # classify, select and the page's jobs: ~40 s on the shared 2 cores
 def test_classify_review_correct_export_equals_the_command_line(tmp_path, features_cache):
-    from cellssl_jax import classify
+    from cellssl_jax import classify, select
 
     folder = tmp_path / "cells"
     truth = sample_cells(folder, 60)
@@ -174,8 +176,18 @@ def test_classify_review_correct_export_equals_the_command_line(tmp_path, featur
     assert ctx.worker.wait("features").state == "done"
     assert ctx.worker.wait("proposals").state == "done"
     proposed = client.get("/api/cells", **auth()).json()
-    assert proposed["source"] == "proposals" and len(proposed["cells"]) == 60  # 10 x 8 > 60
+    assert proposed["source"] == "proposals" and len(proposed["cells"]) == 16  # 2 x 8 classes
     labels = label_by_truth(client, truth, 3)
+    unsure = next(n for n in sorted(truth) if n not in labels)
+    client.post("/api/label", **auth(json={"file": unsure, "label": UNSURE}))
+
+    client.post("/api/jobs/more", **auth())  # the next batch, given the labels so far
+    job = ctx.worker.wait("more")
+    assert job.state == "done", job.error
+    more = client.get("/api/cells", **auth()).json()["cells"]
+    assert [c["f"] for c in more[:16]] == [c["f"] for c in proposed["cells"]]  # kept, in order
+    assert 16 < len(more) <= 32 and len({c["f"] for c in more}) == len(more)
+    assert {c["why"] for c in more[16:]} <= set(REASONS)
 
     assert client.get("/api/predictions", **auth()).status_code == 409
     client.post("/api/jobs/classify", **auth())
@@ -200,8 +212,10 @@ def test_classify_review_correct_export_equals_the_command_line(tmp_path, featur
     assert job.state == "done", job.error
     export = Path(job.result["folder"])
     rows = read_csv(export / "labels.csv")
+    assert rows[0] == ["file", "class", "kind"]
     assert {r[0]: r[1] for r in rows[1:]} == labels
     assert {r[0]: r[2] for r in rows[1:]}[cell] == "correction"
+    assert read_csv(export / "unsure.csv") == [["file"], [unsure]]
     on_disk = {p.name: p.parent.name for p in (export / "labelled").rglob("*.jpg")}
     assert on_disk == labels
     for name in ("predictions.csv", "counts.csv", "review.csv", "summary.json"):
@@ -212,6 +226,11 @@ def test_classify_review_correct_export_equals_the_command_line(tmp_path, featur
                    "--features", "colorhist", "--out", str(cli)])
     for name in ("predictions.csv", "counts.csv", "review.csv"):
         assert read_csv(cli / name) == read_csv(export / name), name
+    # labels.csv is what `select --labels` reads: the next batch skips the labelled cells
+    select.main(["--images", str(folder), "--labels", str(export / "labels.csv"), "--budget",
+                 "4", "--features", "colorhist", "--out", str(tmp_path / "select")])
+    picked = [r[1] for r in read_csv(tmp_path / "select" / "selection.csv")[1:]]
+    assert len(picked) == 4 and not set(picked) & set(labels)
     # and the review screen showed what the export holds
     final = client.get("/api/predictions", **auth()).json()
     shown = {c["f"]: k for k, g in final["groups"].items() for c in g}

@@ -126,8 +126,8 @@ def create_app(ctx: Context) -> Starlette:
         names = ctx.worker.queue_names if proposed else ctx.cells.names()
         return JSONResponse({
             "source": "proposals" if proposed else "folder",
-            "cells": [{"f": n, "v": ctx.cells.by_name[n].version, "label": labels.get(n)}
-                      for n in names],
+            "cells": [{"f": n, "v": ctx.cells.by_name[n].version,
+                       "why": ctx.worker.reasons.get(n, "")} for n in names],
             "labels": labels,
         })
 

@@ -25,6 +25,7 @@ import numpy as np
 from cellssl_jax.app.cells import Cells
 from cellssl_jax.app.state import UNSURE, StateStore
 from cellssl_jax.featurize import Featurizer, featurize_folder, make_featurizer
+from cellssl_jax.fewshot.acquire import next_batch
 from cellssl_jax.fewshot.features import load_features
 from cellssl_jax.labelling import classify_folders
 from cellssl_jax.proposals import propose
@@ -110,6 +111,7 @@ class Worker:
         self.jobs = {name: Job(name) for name in JOBS}
         self.features = None  # Features of every readable cell of the folder
         self.queue_names: list[str] = []  # the label screen's cells, proposals first
+        self.reasons: dict[str, str] = {}  # why each was proposed (typical, seed, uncertain...)
         self.predictions: dict | None = None
         self._featurizer: Featurizer | None = None
         self._todo: queue.Queue[str] = queue.Queue()
@@ -193,27 +195,60 @@ class Worker:
     def budget(self) -> int:
         return self.per_class * max(len(self.store.classes()), 2)
 
-    def _run_proposals(self, job: Job, grow: bool = False) -> dict:
-        """The label screen's cells: `propose` on the features (k-means, as `select`), most
-        representative first; more of them once those are labelled ("more")."""
+    def _feature_names(self) -> list[str]:
         if self.features is None:
             raise ValueError("the features are not ready yet")
-        names = [Path(p).relative_to(self.cells.folder).as_posix() for p in self.features.paths]
+        return [Path(p).relative_to(self.cells.folder).as_posix() for p in self.features.paths]
+
+    def _save_queue(self, names: list[str], reasons: dict[str, str]) -> None:
+        self.queue_names, self.reasons = names, reasons
+        (self.state_dir / "queue.json").write_text(json.dumps({"cells": names,
+                                                                "reasons": reasons}))
+
+    def _run_proposals(self, job: Job) -> dict:
+        """The label screen's first cells: `propose` on the features (k-means, as `select`
+        before any label), most representative first; kept in `<state>/queue.json`."""
+        names = self._feature_names()
         saved = self.state_dir / "queue.json"
-        queue_names = json.loads(saved.read_text()) if saved.exists() else []
-        queue_names = [n for n in queue_names if n in self.cells.by_name]
-        budget = min(len(names), max(self.budget(), len(queue_names) + grow * self.budget()))
+        data = json.loads(saved.read_text()) if saved.exists() else {"cells": [], "reasons": {}}
+        queue_names = [n for n in data["cells"] if n in self.cells.by_name]
+        reasons = data["reasons"]
+        budget = min(len(names), self.budget())
         if budget > len(queue_names):
             job.message = f"choosing {budget} cells to label first"
             picks, _ = propose(self.features.features, budget)
             have = set(queue_names)
-            queue_names += [names[i] for i in picks if names[i] not in have]
-            saved.write_text(json.dumps(queue_names))
-        self.queue_names = queue_names
+            new = [names[i] for i in picks if names[i] not in have]
+            queue_names += new
+            reasons.update({n: "typical" for n in new})
+        self._save_queue(queue_names, reasons)
         return {"proposed": len(queue_names)}
 
     def _run_more(self, job: Job) -> dict:
-        return self._run_proposals(job, grow=True)
+        """The next batch given the labels so far (`fewshot.acquire.next_batch`, as `select
+        --labels`): typical cells of groups not covered yet, then the classifier's doubts
+        weighted toward short classes. Cells already on the screen stay."""
+        names = self._feature_names()
+        row_of = {n: i for i, n in enumerate(names)}
+        classes = self.store.classes()
+        have = set(self.queue_names)
+        labelled = [(row_of[n], classes.index(lab)) for n, lab in self.store.labels().items()
+                    if n in row_of and lab in classes]
+        budget = min(self.budget(), len(names) - len(labelled))
+        if budget < 1:
+            raise ValueError("every cell is labelled already")
+        job.message = f"choosing the next {budget} cells from {len(labelled)} labels"
+        if labelled:
+            rows, cls = (np.asarray(a) for a in zip(*labelled, strict=True))
+            proposal = next_batch(self.features.features, rows, cls, budget)
+            picks, why = proposal.index, proposal.reason
+        else:  # no labels yet: more of the same k-means proposals
+            picks, _ = propose(self.features.features, min(len(names), len(have) + budget))
+            why = ["typical"] * len(picks)
+        new = [(names[i], r) for i, r in zip(picks, why, strict=True) if names[i] not in have]
+        self._save_queue(self.queue_names + [n for n, _ in new], {**self.reasons, **dict(new)})
+        found = [r for _, r in new]
+        return {"proposed": len(new), "reasons": {r: found.count(r) for r in dict.fromkeys(found)}}
 
     def _classify(self, job: Job, out: Path) -> tuple[dict, object]:
         labels = self.store.labels()
@@ -260,13 +295,13 @@ class Worker:
             if old.is_file() and old.name != "labelled":
                 old.unlink()
         summary, _ = self._classify(job, out)
-        kinds = self.store.label_kinds()
-        rows = sorted(self.store.labels().items())
-        with open(out / "labels.csv", "w", newline="") as fh:
+        kinds, labels = self.store.label_kinds(), sorted(self.store.labels().items())
+        with open(out / "labels.csv", "w", newline="") as fh:  # as `select --labels` reads
             writer = csv.writer(fh)
-            writer.writerow(["file", "label", "kind"])
-            writer.writerows([f, "unsure" if lab == UNSURE else lab, kinds.get(f, "")]
-                             for f, lab in rows)
+            writer.writerow(["file", "class", "kind"])
+            writer.writerows([f, lab, kinds[f]] for f, lab in labels if lab != UNSURE)
+        with open(out / "unsure.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows([["file"], *([f] for f, lab in labels if lab == UNSURE)])
         command = shlex.join([
             "python", "-m", "cellssl_jax.classify", "--labelled", str(out / "labelled"),
             "--unlabelled", str(self.cells.folder), "--features", self.kind,

@@ -144,6 +144,7 @@ function renderCurrent() {
   if (!c) { $("current-name").textContent = "no cells"; return; }
   $("current-img").src = thumb(c.f, c.v, 384);
   $("current-name").textContent = `${cur + 1} / ${cells.length}: ${c.f}`;
+  $("current-name").title = c.why ? `proposed as: ${c.why}` : "";
   const badge = $("current-label");
   const label = cellLabel(c.f);
   badge.textContent = label === undefined || label === null ? "unlabelled"
