@@ -283,7 +283,10 @@ class Worker:
         self.predictions = {"classes": classes, "groups": groups, "version": version,
                             "counts": summary["counts"], "cv": summary["cv"],
                             "cv_balanced_accuracy": summary["cv_balanced_accuracy"],
-                            "features": summary["features"], "classifier": summary["classifier"]}
+                            "features": summary["features"], "method": summary["method"],
+                            "percent": summary["percent"],
+                            "interval95": summary["percent_interval95"],
+                            "interval_method": summary["count_interval"]}
         return {"counts": summary["counts"], "labels_version": version}
 
     def _run_export(self, job: Job) -> dict:

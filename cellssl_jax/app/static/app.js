@@ -281,16 +281,23 @@ $("run-classify").addEventListener("click", async () => {
 function renderClassifyResult() {
   const box = $("classify-result");
   if (!predictions) { box.innerHTML = ""; return; }
-  const total = Object.values(predictions.counts).reduce((a, b) => a + b, 0);
-  let html = `<p>${predictions.classifier} on ${predictions.features}; cross-validated balanced
-    accuracy on your labels ${(100 * predictions.cv_balanced_accuracy).toFixed(1)} %
-    (${predictions.cv}). <a href="#" id="to-review">Review the predictions &rarr;</a></p>
-    <table id="counts"><tr><th>class</th><th>cells</th><th>%</th></tr>`;
-  for (const [c, n] of Object.entries(predictions.counts))
-    html += `<tr><td></td><td>${n}</td><td>${(100 * n / total).toFixed(1)}</td></tr>`;
-  box.innerHTML = html + "</table>";
-  const names = Object.keys(predictions.counts);
-  box.querySelectorAll("#counts tr td:first-child").forEach((td, i) => { td.textContent = names[i]; });
+  box.innerHTML = `<p>Method <code></code> on <code></code>; cross-validated balanced accuracy
+    on your labels <b></b> (<span></span>). <a href="#" id="to-review">Review the predictions
+    &rarr;</a></p><table id="counts"><tr><th>class</th><th>cells</th><th>%</th>
+    <th>95 % interval</th></tr></table><p class="hint" id="interval-method"></p>`;
+  const [method, features] = box.querySelectorAll("p code");
+  method.textContent = predictions.method;
+  features.textContent = predictions.features;
+  box.querySelector("p b").textContent = `${(100 * predictions.cv_balanced_accuracy).toFixed(1)} %`;
+  box.querySelector("p span").textContent = predictions.cv;
+  const table = $("counts");
+  for (const [c, n] of Object.entries(predictions.counts)) {
+    const [lo, hi] = predictions.interval95[c];
+    const row = table.insertRow();
+    for (const text of [c, n, predictions.percent[c].toFixed(1), `${lo.toFixed(1)}-${hi.toFixed(1)}`])
+      row.insertCell().textContent = text;
+  }
+  $("interval-method").textContent = `Interval: ${predictions.interval_method}`;
   $("to-review").addEventListener("click", (e) => { e.preventDefault(); show("review"); });
 }
 
