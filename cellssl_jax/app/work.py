@@ -112,7 +112,12 @@ class Worker:
         self.features = None  # Features of every readable cell of the folder
         self.queue_names: list[str] = []  # the label screen's cells, proposals first
         self.reasons: dict[str, str] = {}  # why each was proposed (typical, seed, uncertain...)
-        self.predictions: dict | None = None
+        self.predictions: dict | None = None  # the review screen's groups (kept across starts)
+        saved = self._saved_predictions()
+        if saved.exists():  # the last classify's, while every cell it names is still there
+            last = json.loads(saved.read_text())
+            if all(c["f"] in cells.by_name for g in last["groups"].values() for c in g):
+                self.predictions = last
         self._featurizer: Featurizer | None = None
         self._todo: queue.Queue[str] = queue.Queue()
         self._pending: set[str] = set()
@@ -287,7 +292,11 @@ class Worker:
                             "percent": summary["percent"],
                             "interval95": summary["percent_interval95"],
                             "interval_method": summary["count_interval"]}
+        self._saved_predictions().write_text(json.dumps(self.predictions))
         return {"counts": summary["counts"], "labels_version": version}
+
+    def _saved_predictions(self) -> Path:
+        return self.state_dir / "classify" / "page.json"
 
     def _run_export(self, job: Job) -> dict:
         """`<state>/export/`: labelled/<class>/ and labels.csv (the labels), the files

@@ -460,7 +460,7 @@ async function poll() {
     await loadCells();
     jobsBefore = JSON.parse(JSON.stringify(S.jobs));
     renderClasses();
-    if (S.jobs.classify.state === "done") await loadPredictions();
+    await loadPredictions();  // the last classify's, if any (kept across restarts)
     show(S.classes.length ? "label" : "classes");
   } catch (e) { message(e.message); return; }
   poll();
