@@ -12,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from cellssl_jax.demo import SAMPLE
+import cellssl_jax
 
+SAMPLE = Path(cellssl_jax.__file__).parent / "assets" / "sample"  # (demo imports the encoder)
 URL = re.compile(r"http://(127\.0\.0\.1:\d+)/\?token=(\S+)")
 
 

@@ -1,9 +1,9 @@
 """The page end to end in a real browser: Debian's headless Chromium driven by Selenium against
 the server in a subprocess (a real uvicorn), on 100 cells of the bundled sample with colour
 histograms (`--features colorhist`: the encoder's first read would dominate the test's time;
-the page calls the same libraries for every kind). classes -> label -> undo -> reload ->
-classify -> review -> correct -> export, asserting on the exported files, and the command
-line on the exported labels gives the exported predictions.
+the page calls the same libraries for every kind). classes -> label -> undo -> reload -> a
+second tab -> classify -> review -> correct -> export, asserting on the exported files, and
+the command line on the exported labels gives the exported predictions.
 
 Skips with the reason where chromium, chromedriver or selenium is missing (`.ci/run` installs
 them: `apt-get install -y chromium chromium-driver`)."""
@@ -85,19 +85,22 @@ def test_label_undo_reload_classify_review_correct_export(tmp_path, browser):
         classes = api(server, "/api/state")["classes"]
         assert len(classes) == 8
 
-        # label: keys only, the true class of each proposed cell until 3 per class
+        # label: keys only, the true class of each proposed cell until 3 per class, typed in
+        # one go (the page moves on by itself; the labels saved show it kept up)
         body = d.find_element(By.TAG_NAME, "body")
         made: dict[str, str] = {}
-        for _ in range(80):
-            name = d.find_element(By.ID, "current-name").text.split(": ", 1)[1]
-            cls = truth[name]
+        keys = []
+        for cell in api(server, "/api/cells")["cells"]:
+            cls = truth[cell["f"]]
             if sum(v == cls for v in made.values()) < PER_CLASS:
-                body.send_keys(str(classes.index(cls) + 1))
-                made[name] = cls
+                keys.append(str(classes.index(cls) + 1))
+                made[cell["f"]] = cls
             else:
-                body.send_keys(Keys.ARROW_RIGHT)
+                keys.append(Keys.ARROW_RIGHT)
             if len(made) == PER_CLASS * len(classes):
                 break
+        assert d.find_element(By.ID, "current-name").text.startswith("1 / ")
+        body.send_keys(*keys)
         text_is(d, "saved", f"{len(made)} labels saved")
         assert api(server, "/api/cells")["labels"] == made
 
@@ -112,6 +115,21 @@ def test_label_undo_reload_classify_review_correct_export(tmp_path, browser):
                   for e in d.find_elements(By.CSS_SELECTOR, "#class-buttons .count")}
         assert counts[truth[undone]] == f"{PER_CLASS - 1} / 10"
         assert api(server, "/api/cells")["labels"] == made
+
+        # a second tab sees the labels, labels a cell, and the first tab follows
+        first_tab = d.current_window_handle
+        d.switch_to.new_window("tab")
+        d.get(server.url)
+        text_is(d, "saved", f"{len(made)} labels saved")
+        queue = [c["f"] for c in api(server, "/api/cells")["cells"]]
+        extra = next(n for n in queue if n not in made and n != undone)
+        d.find_element(By.CSS_SELECTOR, f'#grid .cell[data-file="{extra}"]').click()
+        d.find_element(By.TAG_NAME, "body").send_keys(str(classes.index(truth[extra]) + 1))
+        made[extra] = truth[extra]
+        text_is(d, "saved", f"{len(made)} labels saved")
+        d.close()
+        d.switch_to.window(first_tab)
+        text_is(d, "saved", f"{len(made)} labels saved")
 
         # classify every cell, with visible progress
         d.find_element(By.ID, "tab-classify").click()
