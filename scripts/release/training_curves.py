@@ -45,7 +45,15 @@ def validation_cells() -> tuple[list[Path], np.ndarray]:
 
 
 def teachers(workdir: Path, out: Path) -> dict[int, Path]:
-    """Step -> exported teacher of every checkpoint (step 0: the run's init_encoder, if any)."""
+    """Step -> exported teacher of every checkpoint (step 0: the run's init_encoder, if any).
+    A run without checkpoints here (a device machine sends back only the exported teachers)
+    uses the `<out>/encoder_step<N>.msgpack` files already there."""
+    if not (workdir / "checkpoints").is_dir():
+        found = {int(p.stem.removeprefix("encoder_step")): p
+                 for p in out.glob("encoder_step*.msgpack")}
+        if not found:
+            raise SystemExit(f"no checkpoints in {workdir} and no encoder_step<N>.msgpack in {out}")
+        return dict(sorted(found.items()))
     ckpt = Checkpointer(workdir, keep=1 << 30)  # reading only
     steps = ckpt.manager.all_steps()
     meta = ckpt.manager.restore(steps[0], args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
