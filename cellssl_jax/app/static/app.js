@@ -46,6 +46,17 @@ function thumb(f, v, size) {
   return `/api/thumb?file=${enc(f)}&size=${size}&v=${enc(v)}&token=${enc(TOKEN)}`;
 }
 
+// A thumbnail the server refused (not an image, too large): say why on the cell.
+function explain(img, tag) {
+  img.onerror = async () => {
+    const r = await fetch(img.src).catch(() => null);
+    const why = r ? (await r.json().catch(() => ({}))).error : "server not answering";
+    img.alt = why || "cannot be shown";
+    img.title = img.alt;
+    if (tag) tag.textContent = img.alt;
+  };
+}
+
 function labelText(label) {
   return label === S.unsure ? "not a cell / unsure" : label;
 }
@@ -142,6 +153,9 @@ function cellLabel(f) {
 function renderCurrent() {
   const c = cells[cur];
   if (!c) { $("current-name").textContent = "no cells"; return; }
+  $("current-img").alt = "the cell being labelled";
+  $("current-img").title = "";
+  explain($("current-img"), null);
   $("current-img").src = thumb(c.f, c.v, 384);
   $("current-name").textContent = `${cur + 1} / ${cells.length}: ${c.f}`;
   $("current-name").title = c.why ? `proposed as: ${c.why}` : "";
@@ -167,6 +181,7 @@ function renderGrid() {
       (c.f in pending ? " pending" : (label ? " labelled" : ""));
     d.dataset.file = c.f;
     d.innerHTML = `<img loading="lazy" alt=""><div class="tag"></div>`;
+    explain(d.querySelector("img"), d.querySelector(".tag"));
     d.querySelector("img").src = thumb(c.f, c.v, 128);
     d.querySelector(".tag").textContent = label ? labelText(label) : "";
     d.addEventListener("click", () => { cur = i; renderLabel(); });
@@ -334,6 +349,7 @@ function renderReview() {
       d.className = "cell" + (item.f in pending ? " pending" : (label ? (label === c ? " labelled" : " corrected") : ""));
       d.dataset.file = item.f;
       d.innerHTML = `<img loading="lazy" alt=""><div class="tag"></div>`;
+      explain(d.querySelector("img"), d.querySelector(".tag"));
       d.querySelector("img").src = thumb(item.f, item.v, 128);
       d.querySelector(".tag").textContent = label
         ? `${label === c ? "labelled" : "→ " + labelText(label)}`
