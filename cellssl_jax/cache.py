@@ -9,7 +9,10 @@ the rows of the others. Colour histograms are not cached: they cost less than th
 they need.
 
 Location: $CELLSSL_CACHE, else ~/.cache/cellssl_jax/features; jobs bypass it with
-`--no_cache`. Delete the folder to empty it. A table is a folder of npz shards (`keys` [N],
+`--no_cache`. JAX's persistent compilation cache lives under the same root (`jax/`), so a lab
+job's second run on new cells skips compiling the encoder (`compilation_cache`); `--no_cache`
+turns it off too, and $CELLSSL_COMPILATION_CACHE=0 turns off only it.
+Delete the folder to empty it. A table is a folder of npz shards (`keys` [N],
 `features` [N, D]), each written whole under a unique name, so concurrent jobs never see a
 half-written file; many shards are merged on load.
 """
@@ -29,6 +32,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 ENV = "CELLSSL_CACHE"
+COMPILATION_ENV = "CELLSSL_COMPILATION_CACHE"  # "0" / "off" / "false" / "no": compile afresh
+COMPILATION_FOLDER = "jax"  # JAX's compilation cache, under the features cache root
 MERGE_ABOVE = 32  # shards in a table before they are merged into one
 
 
@@ -37,6 +42,26 @@ def cache_root(enabled: bool = True) -> Path | None:
     if not enabled:
         return None
     return Path(os.environ.get(ENV) or Path.home() / ".cache" / "cellssl_jax" / "features")
+
+
+def compilation_cache(root: str | Path | None) -> Path | None:
+    """Turn on JAX's persistent compilation cache in `root`/jax (root None, or
+    $CELLSSL_COMPILATION_CACHE off: nothing) and return its folder. Must run before the first
+    compilation of the process (JAX decides once whether it uses the cache); a folder set by
+    the user ($JAX_COMPILATION_CACHE_DIR) wins."""
+    if root is None or os.environ.get(COMPILATION_ENV, "1").lower() in ("0", "off", "false",
+                                                                         "no"):
+        return None
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return Path(jax.config.jax_compilation_cache_dir)
+    folder = Path(root) / COMPILATION_FOLDER
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # the encoder's compiles take seconds, the small ones (input normalisation) too little
+    # to matter either way: keep every entry, so a second run compiles nothing
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return folder
 
 
 def pixel_key(image: np.ndarray) -> str:

@@ -4,7 +4,12 @@ Layout: {"meta": json string, "variables": {"params": ..., "batch_stats": ...}}.
 "arch" (variant name), "model_config" (XCiT kwargs), "mean"/"std" (per channel, pixels in [0, 1])
 "source" (free text) and, for encoders made for one resolution, "input_size" (the square side
 `extract` resizes cells to: the training side, or one measured to read better, as for the bundled
-encoder), so `extract` needs no other argument to use it.
+encoder), so `extract` needs no other argument to use it. An optional "crop" (a dict of
+featurize/crop.py's `CropRule` fields, e.g. {"rule": "stain", "window": 192, "margin": 0.3,
+"min_stain": 40}) makes the lab jobs read only the cell, at the scale of `input_size`; files
+without it are read whole, as before. An optional "merge_tokens_after" k makes `embed` take
+the token-merging fast path (models/xcit_pool.py: patch tokens merged 2 x 2 after block k);
+`forward` (attention maps) always runs the exact model.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from flax import serialization
 
 from cellssl_jax.models.xcit import XCiT
+from cellssl_jax.models.xcit_pool import pooled_apply
 
 DEFAULT_ENCODER = Path(__file__).parent / "assets" / "encoder_default.msgpack"
 FORMAT_VERSION = 1
@@ -36,14 +42,18 @@ def save_encoder(
     std: Sequence[float],
     source: str,
     input_size: int | None = None,
+    crop: dict | None = None,
 ) -> Path:
     """Write an encoder file; returns its path. `model_config` must be JSON-serialisable.
 
     `input_size`: the side cells are resized to for this encoder, normally the training side
     (None: any size, e.g. converted ImageNet weights); `extract` and `visualize` default to it.
+    `crop`: the crop rule the lab jobs read cells with (featurize/crop.py), at that scale.
     """
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean/std need 3 channels, got {list(mean)} / {list(std)}")
+    if crop and not input_size:
+        raise ValueError("a crop rule needs an input_size (the scale it reads cells at)")
     meta = {
         "format_version": FORMAT_VERSION,
         "arch": arch,
@@ -53,6 +63,8 @@ def save_encoder(
         "source": source,
         "input_size": int(input_size) if input_size else None,
     }
+    if crop:
+        meta["crop"] = dict(crop)
     tree = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
     tree = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float32), tree)
     payload = serialization.msgpack_serialize({"meta": json.dumps(meta), "variables": tree})
@@ -82,6 +94,32 @@ def random_init_encoder(
                         f"random initialisation (seed {seed})", input_size)
 
 
+def rewrite_meta(path: str | Path, out: str | Path, **changes: Any) -> Path:
+    """A copy of encoder file `path` at `out` with meta fields changed (None: removed); the
+    weights are copied as stored, so they stay byte-identical (`weights_sha256`)."""
+    blob = serialization.msgpack_restore(Path(path).read_bytes())
+    meta = json.loads(blob["meta"])
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    if meta.get("crop") and not meta.get("input_size"):
+        raise ValueError("a crop rule needs an input_size (the scale it reads cells at)")
+    payload = serialization.msgpack_serialize({"meta": json.dumps(meta),
+                                               "variables": blob["variables"]})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(payload)
+    return out
+
+
+def weights_sha256(path: str | Path) -> str:
+    """sha256 of an encoder file's weights alone (their msgpack), whatever its meta says."""
+    blob = serialization.msgpack_restore(Path(path).read_bytes())
+    return hashlib.sha256(serialization.msgpack_serialize(blob["variables"])).hexdigest()
+
+
 class Encoder:
     """A loaded encoder: `embed` uint8 images to CLS features, `forward` for the full model dict."""
 
@@ -97,6 +135,12 @@ class Encoder:
         self.std = np.asarray(meta["std"], np.float32)
         self.source: str = meta.get("source", "")
         self.input_size: int | None = meta.get("input_size")
+        self.crop: dict | None = meta.get("crop")  # the crop rule's fields (featurize/crop.py)
+        merge = meta.get("merge_tokens_after")
+        if merge is not None and not (isinstance(merge, int) and merge >= 0):
+            raise ValueError(f"{path}: merge_tokens_after must be a block index >= 0, "
+                             f"got {merge!r}")
+        self.merge_tokens_after: int | None = merge
 
     @property
     def dim(self) -> int:
@@ -109,6 +153,20 @@ class Encoder:
         def run(variables, images):
             x = (images.astype(jnp.float32) / 255.0 - mean) / std
             return model.apply(variables, x, train=False)
+
+        return jax.jit(run)
+
+    @cached_property
+    def _embed(self):
+        """The CLS features: the exact model, or the token-merging fast path if the file asks."""
+        if self.merge_tokens_after is None:
+            return lambda variables, images: self._forward(variables, images)["cls"]
+        model, mean, std = self.model, jnp.asarray(self.mean), jnp.asarray(self.std)
+        after = self.merge_tokens_after
+
+        def run(variables, images):
+            x = (images.astype(jnp.float32) / 255.0 - mean) / std
+            return pooled_apply(model, variables, x, after)["cls"]
 
         return jax.jit(run)
 
@@ -130,7 +188,7 @@ class Encoder:
         images = self._check(images_uint8)
         if len(images) == 0:
             return np.zeros((0, self.dim), np.float32)
-        return np.asarray(self._forward(self.variables, images)["cls"], dtype=np.float32)
+        return np.asarray(self._embed(self.variables, images), dtype=np.float32)
 
     def __repr__(self) -> str:
         return (f"Encoder({self.name!r}, arch={self.arch}, dim={self.dim}, "

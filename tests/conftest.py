@@ -51,6 +51,7 @@ SLOW = (
     "test_encoder.py::test_round_trip_and_embed_matches_model",
     "test_cache.py::test_second_classify_with_another_classifier_does_no_encoder_forward",
     "test_cache.py::test_extract_select_and_read_size_share_the_cache_correctly",
+    "test_cache.py::test_second_job_takes_the_compiled_encoder_from_the_compilation_cache",
     "test_cli.py::test_no_backend_noise_but_the_package_lines",
     "test_xcit.py::test_bfloat16_compute_keeps_float32_params",
     "test_xcit.py::test_train_mode_updates_batch_stats_and_uses_dropout_rng",

@@ -139,3 +139,30 @@ def test_extract_select_and_read_size_share_the_cache_correctly(
                           "--out", str(tmp_path / "c")])
     assert other["encoded"] == 6  # another read size is another table
     assert load_features(tmp_path / "c" / "features.npz").read_size == "64"
+
+
+def test_second_job_takes_the_compiled_encoder_from_the_compilation_cache(tmp_path):
+    """JAX's compilation cache under the features cache root: the first run writes it, a run on
+    other cells reads it (no new entry); $CELLSSL_COMPILATION_CACHE=0 or --no_cache: none."""
+    import os
+    import subprocess
+    import sys
+
+    def extract_run(cells: str, out: str, env: dict, *flags: str) -> None:
+        subprocess.run([sys.executable, "-m", "cellssl_jax.extract", "--images",
+                        str(SAMPLE / "labelled" / cells), "--out", str(tmp_path / out),
+                        "--features", "xcit", *flags],
+                       env={**os.environ, **env}, check=True, capture_output=True)
+
+    root = tmp_path / "cache"
+    compiled = root / cache.COMPILATION_FOLDER
+    extract_run("eosinophil", "a", {cache.ENV: str(root)})
+    entries = set(compiled.iterdir())
+    assert entries  # the encoder's executable, at least
+    extract_run("lymphocyte", "b", {cache.ENV: str(root)})
+    assert set(compiled.iterdir()) == entries  # same shapes: nothing compiled anew
+    off = tmp_path / "off"
+    extract_run("platelet", "c", {cache.ENV: str(off), cache.COMPILATION_ENV: "0"})
+    assert off.is_dir() and not (off / cache.COMPILATION_FOLDER).exists()  # features only
+    extract_run("platelet", "d", {cache.ENV: str(tmp_path / "none")}, "--no_cache")
+    assert not (tmp_path / "none").exists()

@@ -61,3 +61,37 @@ def test_random_init_encoder_is_the_seeded_model_init(tiny_encoder, tmp_path):
                                              mean=(0.5,) * 3, std=(0.5,) * 3, seed=1))
     assert not np.array_equal(other.variables["params"]["cls_token"],
                               rand.variables["params"]["cls_token"])
+
+
+def test_rewrite_meta_keeps_the_weights_byte_identical(tiny_encoder, tmp_path):
+    """A crop rule added to (or removed from) a file's meta leaves its weights as they were."""
+    from cellssl_jax.encoder import rewrite_meta, weights_sha256
+
+    same = rewrite_meta(tiny_encoder, tmp_path / "same.msgpack")
+    assert same.read_bytes() == tiny_encoder.read_bytes()  # no change: the very same file
+    crop = {"rule": "stain", "window": 32, "margin": 0.3, "min_stain": 40}
+    cropped = rewrite_meta(tiny_encoder, tmp_path / "c.msgpack", input_size=48, crop=crop)
+    assert cropped.read_bytes() != tiny_encoder.read_bytes()
+    assert weights_sha256(cropped) == weights_sha256(tiny_encoder)
+    enc = load_encoder(cropped)
+    assert enc.crop == crop and enc.input_size == 48
+    for a, b in zip(jax.tree.leaves(enc.variables),
+                    jax.tree.leaves(load_encoder(tiny_encoder).variables), strict=True):
+        np.testing.assert_array_equal(a, b)
+    back = rewrite_meta(cropped, tmp_path / "back.msgpack", crop=None, input_size=None)
+    assert load_encoder(back).crop is None
+    with pytest.raises(ValueError, match="needs an input_size"):
+        rewrite_meta(cropped, tmp_path / "bad.msgpack", input_size=None)
+
+
+def test_save_encoder_records_the_crop_rule(tmp_path):
+    from cellssl_jax.encoder import save_encoder
+
+    _, variables = _model_and_variables()
+    crop = {"rule": "stain", "window": 32}
+    enc = load_encoder(save_encoder(tmp_path / "e.msgpack", "custom", CONFIG, variables,
+                                    (0.5,) * 3, (0.5,) * 3, "test", input_size=48, crop=crop))
+    assert enc.crop == crop
+    with pytest.raises(ValueError, match="needs an input_size"):
+        save_encoder(tmp_path / "f.msgpack", "custom", CONFIG, variables, (0.5,) * 3,
+                     (0.5,) * 3, "test", crop=crop)

@@ -300,3 +300,35 @@ def test_real_rgba_tiffs_and_jpegs(shared_data, tiny_encoder, tmp_path):
     hist = load_features(tmp_path / "h" / "features.npz")
     assert hist.features.shape == (10, 96) and hist.encoder == "colorhist_3x32"
     np.testing.assert_allclose(hist.features.reshape(10, 3, 32).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_an_encoder_with_a_crop_rule_reads_only_the_cell(tiny_encoder, tmp_path):
+    """A file whose meta carries a crop rule is read through it with no flag: each row is the
+    encoder's CLS of exactly the crop (atol 1e-5, as the whole-image path); an explicit
+    --image_size reads the whole image, as before; the read size names the rule."""
+    from cellssl_jax.encoder import rewrite_meta
+    from cellssl_jax.featurize.crop import CropRule
+
+    crop = {"rule": "stain", "window": 32, "margin": 0.3, "min_stain": 40}
+    enc_path = rewrite_meta(tiny_encoder, tmp_path / "crop.msgpack", input_size=64, crop=crop)
+    cells = tmp_path / "cells" / "a"
+    cells.mkdir(parents=True)
+    images = []
+    for i, (r, c) in enumerate([(30, 34), (40, 25), (20, 45)]):
+        image = np.full((72, 70, 3), (235, 200, 190), np.uint8)
+        image[r - 8 : r + 8, c - 8 : c + 8] = (90, 50, 140)  # the nucleus, off the middle
+        images.append(image)
+        Image.fromarray(image).save(cells / f"{i}.png")
+    stats = main(["--images", str(tmp_path / "cells"), "--encoder", str(enc_path),
+                  "--out", str(tmp_path / "f"), "--batch_size", "2", "--no_cache"])
+    assert stats["shapes"] == [(32, 32)]
+    feats = load_features(tmp_path / "f" / "features.npz")
+    rule = CropRule.from_meta(crop, 64)
+    assert feats.read_size == "64/" + rule.name
+    enc = load_encoder(enc_path)
+    ref = enc.embed(np.stack([rule(image) for image in images]))
+    np.testing.assert_allclose(feats.features, ref, atol=1e-5)
+    whole = main(["--images", str(tmp_path / "cells"), "--encoder", str(enc_path),
+                  "--out", str(tmp_path / "w"), "--image_size", "64", "--no_cache"])
+    assert whole["shapes"] == [(64, 64)]
+    assert load_features(tmp_path / "w" / "features.npz").read_size == "64"

@@ -163,6 +163,8 @@ def featurize(
         "sha256": featurizer.sha256,
         "image_size": read.side if read is not None else None,
     }
+    if read is not None and read.crop is not None:  # absent from older partials' fingerprints
+        fingerprint["crop"] = read.crop.name
     chunk = featurizer.batch_size * CHUNK_BATCHES
     part = Partial(out, fingerprint)
     if part.resume():

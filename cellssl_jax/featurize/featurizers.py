@@ -11,7 +11,9 @@ dataset of one native size compiles one shape: Acevedo 360x363 -> 352x352, Matek
 Raabin 575 -> 576). An encoder made for one resolution (its `input_size`, e.g. the bundled one)
 gets every image resized to that square instead; an explicit side S forces S x S, and "native"
 reads every image at exactly its own size (the paper's protocol). XCiT takes any side (its
-stride-2 convs pad, as timm's), so S need not be a multiple of the patch.
+stride-2 convs pad, as timm's), so S need not be a multiple of the patch. An encoder whose file
+carries a crop rule (featurize/crop.py: only the cell, at the scale of its input_size) is read
+through that rule by default; an explicit side reads the whole image, as before.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from cellssl_jax import colorhist
-from cellssl_jax.cache import FeatureTable, pixel_key
+from cellssl_jax.cache import FeatureTable, compilation_cache, pixel_key
 from cellssl_jax.data.reading import resize_rgb
 from cellssl_jax.feature_kinds import DEFAULT_KIND, KINDS, NATIVE
+from cellssl_jax.featurize.crop import CropRule
 
 log = logging.getLogger("cellssl_jax.featurize")
 
@@ -50,15 +53,24 @@ def check_image_size(image_size: int | str | None) -> None:
 @dataclass(frozen=True)
 class ReadSize:
     """How an encoder reads images: `side` S (S x S), NATIVE (each image as it is) or None
-    (native size rounded to multiples of `step`)."""
+    (native size rounded to multiples of `step`); with `crop`, only the cell, by that rule
+    (at the scale of S x S)."""
 
     side: int | str | None
     step: int = BUCKET
+    crop: CropRule | None = None
+
+    def __post_init__(self):
+        if self.crop is not None and self.crop.scale_to != self.side:
+            raise ValueError(f"a crop rule at the scale of {self.crop.scale_to} px needs that "
+                             f"read side, got {self.side!r}")
 
     @property
     def name(self) -> str:
-        """As features files and the cache record it: "224", "native" or "native/32"."""
-        return str(self.side) if self.side else f"native/{self.step}"
+        """As features files and the cache record it: "224", "native", "native/32" or, with a
+        crop rule, "352/stain192of352m0.3t40"."""
+        name = str(self.side) if self.side else f"native/{self.step}"
+        return f"{name}/{self.crop.name}" if self.crop is not None else name
 
     @property
     def square(self) -> int | None:
@@ -67,6 +79,8 @@ class ReadSize:
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """The image at the size the encoder reads it."""
+        if self.crop is not None:
+            return self.crop(image)
         if self.side == NATIVE:
             return image
         h, w = image.shape[:2]
@@ -75,12 +89,15 @@ class ReadSize:
 
 
 def read_size(encoder, image_size: int | str | None = None) -> ReadSize:
-    """The read size of `encoder` (image_size None: its `input_size`, else native rounded to
-    multiples of lcm(32, patch))."""
+    """The read size of `encoder` (image_size None: its `input_size` and crop rule, else native
+    rounded to multiples of lcm(32, patch); an explicit size reads the whole image)."""
     check_image_size(image_size)
-    if image_size is None:
-        image_size = encoder.input_size  # the resolution the encoder is made for
-    return ReadSize(image_size, math.lcm(BUCKET, encoder.model.patch_size))
+    step = math.lcm(BUCKET, encoder.model.patch_size)
+    if image_size is None:  # the resolution (and crop) the encoder's file asks for
+        crop = getattr(encoder, "crop", None)
+        crop = CropRule.from_meta(crop, encoder.input_size) if crop else None
+        return ReadSize(encoder.input_size, step, crop)
+    return ReadSize(image_size, step)
 
 
 @dataclass
@@ -267,10 +284,13 @@ def make_featurizer(
 ) -> Featurizer:
     """The featurizer of a kind name (KINDS). `encoder`: a loaded Encoder, an encoder file or
     None (the bundled one), loaded only when `kind` needs it; `cache`: the features cache
-    folder (None: no cache)."""
+    folder (None: no cache), also where JAX's compilation cache goes (cache.compilation_cache)."""
     check_image_size(image_size)
     if not needs_encoder(kind):
         return ColourHistogram(batch_size)
+    compiled = compilation_cache(cache)  # before anything compiles
+    if compiled is not None:
+        log.info("compilation cache %s", compiled)
     if encoder is None or isinstance(encoder, str | Path):
         from cellssl_jax.encoder import load_encoder  # JAX only when needed
 

@@ -13,9 +13,13 @@ train cells/class (fit + validation) and scored on the test part, once; and fitt
 cells and scored on the PBC test part (`evaluate transfer`, 250 cells/class, masking as the
 paper).
 
+Read size "file" reads the cells as the encoder file asks (its input_size and crop rule, e.g. a
+copy of the bundled encoder with another crop rule: `encoder.rewrite_meta`). `--dataset bm`
+chooses on the validation part of the BM dev cells instead (another scanner; no --test there).
+
     python scripts/release/select_default.py --out runs/select_default \\
         [--encoder shipped=cellssl_jax/assets/encoder_default.msgpack --encoder cpu=F.msgpack] \\
-        [--sizes 224,352] [--test]
+        [--sizes 224,352,file] [--dataset pbc|bm] [--test]
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ SHARED = shared_data_dir()
 CLASSIFIERS = ("svm", "lr")
 N_PER_CLASS = 50
 COLOUR = "colorhist"
+FILE = "file"  # read size: as the encoder file asks (input_size, crop rule)
 
 
 def extract(out: Path, dataset: str, name: str, encoder: Path | None, size: str | None) -> Path:
@@ -51,7 +56,8 @@ def extract(out: Path, dataset: str, name: str, encoder: Path | None, size: str 
         if encoder is None:
             cmd += ["--features", COLOUR]
         else:
-            cmd += ["--features", "xcit", "--encoder", str(encoder), "--image_size", size]
+            cmd += ["--features", "xcit", "--encoder", str(encoder)]
+            cmd += ["--image_size", size] if size != FILE else []
         subprocess.run(cmd, check=True)
     return path
 
@@ -105,8 +111,12 @@ def main() -> None:
                         "encoder)")
     parser.add_argument("--sizes", default="224,352", help="encoder read sizes to compare")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--dataset", choices=("pbc", "bm"), default="pbc",
+                        help="whose validation part to choose on (default pbc)")
     parser.add_argument("--test", action="store_true", help="report the choice on the test part")
     args = parser.parse_args()
+    if args.test and args.dataset != "pbc":
+        parser.error("--test reports on the PBC test part: use it with --dataset pbc")
     args.out.mkdir(parents=True, exist_ok=True)
     encoders = dict(e.split("=", 1) for e in args.encoder or [f"shipped={DEFAULT_ENCODER}"])
 
@@ -116,8 +126,8 @@ def main() -> None:
         name, size = key.split("@")
         return load_features(extract(args.out, dataset, name, Path(encoders[name]), size))
 
-    pbc = {COLOUR: features("pbc", COLOUR)}
-    pbc.update({f"{name}@{size}": features("pbc", f"{name}@{size}")
+    pbc = {COLOUR: features(args.dataset, COLOUR)}
+    pbc.update({f"{name}@{size}": features(args.dataset, f"{name}@{size}")
                 for name in encoders for size in args.sizes.split(",")})
     colour = pbc[COLOUR]
     candidates = {COLOUR: colour}
@@ -131,13 +141,14 @@ def main() -> None:
     table = {name: {c: score(f, parts, {"fit"}, "validation", c, args.repeats)
                     for c in CLASSIFIERS} for name, f in candidates.items()}
     best = {c: max(table, key=lambda n, c=c: np.mean(table[n][c])) for c in CLASSIFIERS}
-    summary = {"cells": counts, "n_per_class": N_PER_CLASS, "repeats": args.repeats,
-               "encoders": encoders,
+    summary = {"dataset": args.dataset, "cells": counts, "n_per_class": N_PER_CLASS,
+               "repeats": args.repeats, "encoders": encoders,
                "validation": {n: {c: [float(np.mean(v)), float(np.std(v))]
                                   for c, v in row.items()} for n, row in table.items()},
                "chosen_on_validation": best}
-    lines = [f"PBC dev, {counts}; {N_PER_CLASS} cells/class, {args.repeats} draws, classify's "
-             "fit; balanced accuracy on the **validation** part (mean +- std)", "",
+    lines = [f"{args.dataset.upper()} dev, {counts}; {N_PER_CLASS} cells/class, "
+             f"{args.repeats} draws, classify's fit; balanced accuracy on the **validation** "
+             "part (mean +- std)", "",
              "| features | " + " | ".join(CLASSIFIERS) + " |", "|---|" + "---|" * len(CLASSIFIERS)]
     for name, row in summary["validation"].items():
         lines.append(f"| {name} | " + " | ".join(
