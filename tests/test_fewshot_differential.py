@@ -30,13 +30,16 @@ def test_method_names():
     assert (m.classifier, m.l2, m.fold, m.spread, m.prior, m.pseudo, m.relabel) == (
         "lr", True, True, True, "em", 2.5, True)
     assert Method.parse("svm+acc").prior == "acc" and Method.parse("lr+em").pseudo == 1.0
-    for bad in ["knn", "spread+lr", "lr+em+acc", "lr+lr", "lr+relabel", "lr+foo"]:
+    m = Method.parse("knn+self+sslda+cal+rebal")
+    assert (m.classifier, m.self_train, m.sslda, m.cal, m.rebal) == ("knn", True, True, True, True)
+    for bad in ["rf", "spread+lr", "lr+em+acc", "lr+lr", "lr+relabel", "lr+foo", "svm+cal"]:
         with pytest.raises(ValueError, match="method"):
             Method.parse(bad)
     Method.parse(DEFAULT_METHOD), Method.parse(LEGACY_METHOD)
 
 
-@pytest.mark.parametrize("method", ["svm", "lr", "lr+em", "lr+acc+relabel", "lr+l2+fold+spread+em"])
+@pytest.mark.parametrize("method", ["svm", "lr", "lr+em", "lr+acc+relabel", "lr+cal+em",
+                                    "lr+l2+fold+spread+em", "lr+self", "lr+fold+sslda"])
 def test_separable_folder_is_counted_right(method):
     x_lab, y_lab = cells([5, 5, 5], seed=1)
     x, y = cells([120, 60, 20], seed=2)
@@ -63,7 +66,8 @@ def test_prior_correction_fixes_the_count_of_overlapping_classes():
 def test_a_class_absent_from_the_folder_gets_a_small_sound_percent():
     x_lab, y_lab = cells([5, 5, 5], seed=5)
     x, _ = cells([100, 100, 0], seed=6)
-    for method in ["lr", "lr+em", "lr+acc", "lr+l2+fold+spread+em"]:
+    for method in dict.fromkeys(["lr", "lr+em", "lr+acc", "lr+l2+fold+spread+em",
+                                 "lr+fold+sslda", DEFAULT_METHOD]):
         d = differential(x_lab, y_lab, x, NAMES, method)
         assert np.isfinite(d.percent).all() and np.isfinite(d.low).all()
         assert d.percent[2] < 2.0 and d.low[2] == pytest.approx(0.0, abs=1e-9)
@@ -72,12 +76,14 @@ def test_a_class_absent_from_the_folder_gets_a_small_sound_percent():
 def test_a_folder_of_one_class():
     x_lab, y_lab = cells([5, 5, 5], seed=7)
     x, _ = cells([0, 50, 0], seed=8)
-    for method in ["svm", "lr+em", "lr+l2+fold+spread+em"]:
+    for method in dict.fromkeys(["svm", "lr+em", "lr+l2+fold+spread+em", "lr+fold+sslda",
+                                 DEFAULT_METHOD]):
         d = differential(x_lab, y_lab, x, NAMES, method)
         assert d.percent[1] > 95 and np.isfinite(d.high).all()
     one, _ = cells([0, 1, 0], seed=9)  # a folder of one cell
-    d = differential(x_lab, y_lab, one, NAMES, "lr+l2+fold+spread+em")
-    assert d.predicted.tolist() == [1] and np.isfinite(d.percent).all()
+    for method in ("lr+l2+fold+spread+em", "lr+fold+sslda"):
+        d = differential(x_lab, y_lab, one, NAMES, method)
+        assert d.predicted.tolist() == [1] and np.isfinite(d.percent).all()
 
 
 def test_bad_labelled_cells_are_refused_with_the_reason():
@@ -99,9 +105,10 @@ def test_bad_labelled_cells_are_refused_with_the_reason():
 def test_two_labelled_cells_per_class_and_a_large_folder():
     x_lab, y_lab = cells([2, 2, 2], seed=11)
     x, y = cells([60000, 30000, 10000], seed=12)
-    proba, prior = posteriors("lr+l2+fold+spread+em", x_lab, y_lab, x, 3)
-    assert proba.shape == (100000, 3) and np.isfinite(proba).all()
-    assert np.isfinite(prior).all() and prior.sum() == pytest.approx(1.0)
-    assert np.abs(np.bincount(proba.argmax(axis=1)) / len(y) - [0.6, 0.3, 0.1]).max() < 0.03
+    for method in ("lr+l2+fold+spread+em", "lr+fold+sslda"):
+        proba, prior = posteriors(method, x_lab, y_lab, x, 3)
+        assert proba.shape == (100000, 3) and np.isfinite(proba).all()
+        assert np.isfinite(prior).all() and prior.sum() == pytest.approx(1.0)
+        assert np.abs(np.bincount(proba.argmax(axis=1)) / len(y) - [0.6, 0.3, 0.1]).max() < 0.03
     d = differential(x_lab, y_lab, x[:2000], NAMES, "lr+em")
     assert d.cv_name == "leave-one-out" and np.isfinite(d.low).all()

@@ -12,7 +12,9 @@ from cellssl_jax.fewshot.quantify import (
     confusion_rates,
     count_interval,
     em_priors,
+    fit_temperature,
     reweight,
+    temper,
 )
 
 
@@ -129,3 +131,11 @@ def test_count_interval_covers_the_truth_and_narrows_with_labels():
         widths[n_lab] = np.mean(w)
     assert np.mean(covered) >= 0.85
     assert widths[50] < widths[5]
+
+
+def test_temperature_undoes_known_overconfidence():
+    y, post = gaussian_folder(np.array([0.25, 0.25, 0.25, 0.25]), n=4000, seed=2)
+    sharp = temper(post, 0.5)  # posteriors squared and renormalised: overconfident
+    np.testing.assert_allclose(sharp[0], post[0] ** 2 / (post[0] ** 2).sum())
+    assert fit_temperature(sharp, y) == pytest.approx(2.0, rel=0.1)
+    assert fit_temperature(post, y) == pytest.approx(1.0, rel=0.1)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.semi_supervised import LabelSpreading
 
-from cellssl_jax.fewshot.transduce import knn_operator, spread
+from cellssl_jax.fewshot.transduce import knn_operator, semi_supervised_lda, spread
 
 
 def blobs(n=120, k=3, dim=5, seed=0):
@@ -51,3 +52,22 @@ def test_bad_input():
         spread(np.zeros((4, 2)), np.zeros((4, 2)), alpha=1.0)
     op = knn_operator(np.random.default_rng(0).normal(size=(3, 2)), k=10)  # k > cells
     assert op.shape == (3, 3)
+
+
+def test_semi_supervised_lda_finds_the_mixture_an_oracle_lda_sees():
+    # three Gaussians with one covariance, 3 labelled cells each, a folder of 70 / 20 / 10 %
+    rng = np.random.default_rng(0)
+    cov = np.array([[1.0, 0.6], [0.6, 1.5]])
+    means = np.array([[0.0, 0.0], [3.0, 0.5], [0.5, 3.5]])
+    draw = lambda y: means[y] + rng.multivariate_normal([0, 0], cov, size=len(y))  # noqa: E731
+    y_lab = np.repeat(np.arange(3), 3)
+    y = rng.choice(3, size=3000, p=[0.7, 0.2, 0.1])
+    z_lab, z = draw(y_lab), draw(y)
+    post, mixing = semi_supervised_lda(z_lab, y_lab, z, 3, iters=20)
+    np.testing.assert_allclose(mixing, np.bincount(y) / len(y), atol=0.02)
+    oracle = LinearDiscriminantAnalysis(priors=[1 / 3] * 3).fit(z, y)  # every label known
+    assert (post.argmax(axis=1) == oracle.predict(z)).mean() > 0.97
+    np.testing.assert_allclose(post.sum(axis=1), 1.0)
+    labelled_only, _ = semi_supervised_lda(z_lab, y_lab, z, 3, iters=0)  # no EM: 9 cells
+    assert (labelled_only.argmax(axis=1) == oracle.predict(z)).mean() < (
+        post.argmax(axis=1) == oracle.predict(z)).mean()

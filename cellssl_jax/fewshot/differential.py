@@ -15,6 +15,13 @@ A method is named by its steps, in the order they run, joined by "+":
   self             self-training: refit the classifier with the folder cells it is surest of,
                    the same number per class (so the labels' balance is kept), SELF_ROUNDS
                    rounds, each adding as many cells per class as were labelled;
+  rebal            after spread: divide the spread posteriors by their folder mean (the class
+                   sizes spreading adopted) so labels follow balanced priors again;
+  sslda            replace the classifier's posteriors by a semi-supervised LDA fitted by EM on
+                   labelled + folder cells (`transduce.semi_supervised_lda`); its mixing
+                   weights are an estimate of the count (used by em as its start);
+  cal              temperature-scale the posteriors, the temperature fitted on the labelled
+                   cells' cross-validated posteriors (calibration for em; lr and knn only);
   spread           label spreading over a k-NN graph of labelled + folder cells, the folder
                    cells starting from the classifier's posteriors (`transduce.py`);
   em[P]            Saerens' EM prior correction with P pseudo-cells per class (default 1);
@@ -45,9 +52,11 @@ from cellssl_jax.fewshot.quantify import (
     confusion_rates,
     count_interval,
     em_priors,
+    fit_temperature,
     reweight,
+    temper,
 )
-from cellssl_jax.fewshot.transduce import spread
+from cellssl_jax.fewshot.transduce import semi_supervised_lda, spread
 
 PRESET = "paper-code"
 LEGACY_METHOD = "svm"  # `classify` before issue 21: the paper's SVM, classify and count
@@ -62,7 +71,8 @@ INTERVAL_METHOD = (
     "folder's predicted counts (multinomial) and each row of the classifier's confusion rates "
     "(Dirichlet on the labelled cells' cross-validated predictions + 1/2)"
 )
-_STEP = re.compile(r"^(svm|lr|knn|l2|fold|self|spread|acc|relabel|em(\d+(\.\d*)?)?)$")
+_STEP = re.compile(
+    r"^(svm|lr|knn|l2|fold|self|sslda|cal|spread|rebal|acc|relabel|em(\d+(\.\d*)?)?)$")
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,10 @@ class Method:
     l2: bool = False
     fold: bool = False
     self_train: bool = False
+    cal: bool = False
     spread: bool = False
+    rebal: bool = False
+    sslda: bool = False
     prior: str = ""  # "", "em" or "acc"
     pseudo: float = 1.0  # em's pseudo-cells per class
     relabel: bool = False
@@ -86,11 +99,13 @@ class Method:
         if bad or not steps or steps[0] not in CLASSIFIERS:
             raise ValueError(
                 f"unknown method {name!r}: a classifier (svm, lr or knn) then any of l2, fold, "
-                "self, spread, em[P], acc, relabel, joined by '+' (e.g. lr+l2+spread+em)"
+                "self, cal, spread, em[P], acc, relabel, joined by '+' (e.g. lr+l2+spread+em)"
             )
         priors = [s for s in steps if s == "acc" or s.startswith("em")]
         if len(priors) > 1 or len(set(steps)) != len(steps):
             raise ValueError(f"method {name!r}: each step once, at most one of em / acc")
+        if "cal" in steps and steps[0] == "svm":
+            raise ValueError(f"method {name!r}: cal needs lr or knn (the SVM is calibrated)")
         if "relabel" in steps and not priors:
             raise ValueError(f"method {name!r}: relabel needs a prior step (em or acc)")
         prior = priors[0] if priors else ""
@@ -100,7 +115,10 @@ class Method:
             l2="l2" in steps,
             fold="fold" in steps,
             self_train="self" in steps,
+            cal="cal" in steps,
             spread="spread" in steps,
+            rebal="rebal" in steps,
+            sslda="sslda" in steps,
             prior="em" if prior.startswith("em") else prior,
             pseudo=float(prior[2:]) if prior.startswith("em") and len(prior) > 2 else 1.0,
             relabel="relabel" in steps,
@@ -171,10 +189,12 @@ def _self_train(name: str, z_lab: np.ndarray, y_lab: np.ndarray, z_fold: np.ndar
     return proba
 
 
-def cross_validated(method: Method, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, str]:
+def cross_validated(method: Method, x: np.ndarray, y: np.ndarray
+                    ) -> tuple[np.ndarray, str, np.ndarray | None]:
     """The labelled cells' cross-validated predictions by the method's classifier (its
     features treatment included, no folder): stratified 5-fold, or leave-one-out when a class
-    has fewer than 5 cells -> (predictions, the scheme's name)."""
+    has fewer than 5 cells -> (predictions, the scheme's name, the posteriors [N, C]; None for
+    the SVM, scored by its decision function: probabilities need more cells per fold)."""
     smallest = int(np.bincount(y)[np.unique(y)].min())
     if smallest >= CV_FOLDS:
         splitter, cv_name = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0), "5-fold"
@@ -184,8 +204,12 @@ def cross_validated(method: Method, x: np.ndarray, y: np.ndarray) -> tuple[np.nd
         x = _centre_l2(x, x, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        pred = cross_val_predict(pipeline(method.classifier, PRESET), x, y, cv=splitter)
-    return pred, cv_name
+        model = pipeline(method.classifier, PRESET)
+        if method.classifier == "svm":
+            return cross_val_predict(model, x, y, cv=splitter), cv_name, None
+        proba = cross_val_predict(model, x, y, cv=splitter, method="predict_proba")
+    classes = np.unique(y)
+    return classes[proba.argmax(axis=1)], cv_name, proba
 
 
 def _check(x_lab: np.ndarray, y_lab: np.ndarray, x_fold: np.ndarray, n_classes: int) -> None:
@@ -208,16 +232,18 @@ def _check(x_lab: np.ndarray, y_lab: np.ndarray, x_fold: np.ndarray, n_classes: 
 
 
 def posteriors(method: Method | str, x_lab: np.ndarray, y_lab: np.ndarray, x_fold: np.ndarray,
-               n_classes: int, cv_pred: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray | None]:
+               n_classes: int, cv_pred: np.ndarray | None = None,
+               cv_proba: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """The folder cells' posteriors [N, C] under `method` (re-weighted to the estimated prior
     with `relabel`), and the estimated prior [C] (None without a prior step). `cv_pred`: the
-    labelled cells' cross-validated predictions, which `acc` needs (computed when not given)."""
+    labelled cells' cross-validated predictions and posteriors, which `acc` and `cal` need
+    (computed when not given)."""
     method = Method.parse(method) if isinstance(method, str) else method
     x_lab = np.asarray(x_lab, np.float64)
     x_fold = np.asarray(x_fold, np.float64)
     y_lab = np.asarray(y_lab, np.int64)
     _check(x_lab, y_lab, x_fold, n_classes)
+    x_lab_raw = x_lab
     if method.l2:
         x_lab, x_fold = _centre_l2(x_lab, x_lab, y_lab), _centre_l2(x_fold, x_lab, y_lab)
     pre = preprocessor(PRESET)
@@ -231,18 +257,25 @@ def posteriors(method: Method | str, x_lab: np.ndarray, y_lab: np.ndarray, x_fol
     proba = _proba(model, z_fold, n_classes)
     if method.self_train:
         proba = _self_train(method.classifier, z_lab, y_lab, z_fold, proba)
+    mixing = None
+    if method.sslda:
+        proba, mixing = semi_supervised_lda(z_lab, y_lab, z_fold, n_classes)
+    if (method.prior == "acc" and cv_pred is None) or (method.cal and cv_proba is None):
+        cv_pred, _, cv_proba = cross_validated(method, x_lab_raw, y_lab)
+    if method.cal:
+        proba = temper(proba, fit_temperature(cv_proba, y_lab))
     if method.spread:
         y0 = np.vstack([np.eye(n_classes)[y_lab], SPREAD_WEIGHT * proba])
         z = np.vstack([z_lab, z_fold])
         z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
         proba = spread(z, y0)[len(z_lab):]
+        if method.rebal:
+            proba = reweight(proba, np.full(n_classes, 1.0 / n_classes), proba.mean(axis=0))
     if not method.prior:
-        return proba, None
+        return proba, mixing
     if method.prior == "em":
         prior, _ = em_priors(proba, pseudo=method.pseudo)
     else:
-        if cv_pred is None:
-            cv_pred, _ = cross_validated(method, x_lab, y_lab)
         q = np.bincount(proba.argmax(axis=1), minlength=n_classes) / len(proba)
         prior = adjusted_count(q, confusion_rates(y_lab, cv_pred, n_classes))
     return (reweight(proba, prior) if method.relabel else proba), prior
@@ -264,9 +297,10 @@ def differential(
     x_lab = np.asarray(x_lab, np.float64)
     y_lab = np.asarray(y_lab, np.int64)
     _check(x_lab, y_lab, np.asarray(x_fold), n_classes)
-    cv_pred, cv_name = (cross_validated(parsed, x_lab, y_lab)
-                        if interval or parsed.prior == "acc" else (None, ""))
-    proba, prior = posteriors(parsed, x_lab, y_lab, x_fold, n_classes, cv_pred)
+    cv_pred, cv_name, cv_proba = (cross_validated(parsed, x_lab, y_lab)
+                                  if interval or parsed.prior == "acc" or parsed.cal
+                                  else (None, "", None))
+    proba, prior = posteriors(parsed, x_lab, y_lab, x_fold, n_classes, cv_pred, cv_proba)
     predicted = proba.argmax(axis=1)
     share = prior if prior is not None else np.bincount(predicted, minlength=n_classes) / len(
         predicted)

@@ -13,6 +13,8 @@ the folder's proportions, and the re-weighting of posteriors to them:
   Lipton et al. 2018, "BBSE"): the folder's predicted-class frequencies q are the true
   proportions p seen through the classifier's confusion rates M (q = M^T p); solve for p >= 0,
   sum 1 by non-negative least squares.
+- `fit_temperature` / `temper`: temperature scaling (one parameter fitted on the labelled cells'
+  cross-validated posteriors), so EM starts from calibrated posteriors;
 - `count_interval`: a 95 % interval for each class's percent from a parametric bootstrap of
   both sources of error: the folder's cells (multinomial on its predicted counts) and the
   classifier's confusion rates (each row resampled from the labelled cells' cross-validated
@@ -24,7 +26,7 @@ numpy + scipy only.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import nnls
+from scipy.optimize import minimize_scalar, nnls
 
 EM_TOL = 1e-8
 EM_MAX_ITER = 1000
@@ -51,6 +53,28 @@ def reweight(proba: np.ndarray, prior: np.ndarray, train_prior: np.ndarray | Non
     w = proba * (np.asarray(prior, float) / np.maximum(train_prior, 1e-300))[None, :]
     total = w.sum(axis=1, keepdims=True)
     return np.where(total > 0, w / np.where(total > 0, total, 1.0), proba)
+
+
+def temper(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """Posteriors softened (T > 1) or sharpened (T < 1): p^(1/T), renormalised per cell."""
+    logp = np.log(np.clip(_check_proba(proba), 1e-300, None)) / temperature
+    logp -= logp.max(axis=1, keepdims=True)
+    p = np.exp(logp)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(proba: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that makes held-out posteriors (e.g. cross-validated, of labelled cells)
+    most likely for their labels (temperature scaling, Guo et al. 2017), in [0.05, 20]."""
+    proba = _check_proba(proba)
+    labels = np.asarray(labels)
+
+    def nll(log_t: float) -> float:
+        return -np.log(np.clip(temper(proba, np.exp(log_t))[np.arange(len(labels)), labels],
+                               1e-300, None)).mean()
+
+    best = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(best.x))
 
 
 def em_priors(

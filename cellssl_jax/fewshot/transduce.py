@@ -14,12 +14,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import laplacian
+from sklearn.covariance import ledoit_wolf
 from sklearn.neighbors import NearestNeighbors
 
 SPREAD_K = 10
 SPREAD_ALPHA = 0.8
 MAX_ITER = 200
 TOL = 1e-3
+SSLDA_DIMS = 64
+SSLDA_ITERS = 10
 
 
 def knn_operator(x: np.ndarray, k: int = SPREAD_K) -> sparse.csr_matrix:
@@ -65,3 +68,47 @@ def spread(
     fallback = np.where(y0.sum(axis=1, keepdims=True) > 0, y0, 1.0 / y0.shape[1])
     fallback = fallback / fallback.sum(axis=1, keepdims=True)
     return np.where(total > 0, f / np.where(total > 0, total, 1.0), fallback)
+
+
+def semi_supervised_lda(
+    z_lab: np.ndarray,
+    y_lab: np.ndarray,
+    z_fold: np.ndarray,
+    n_classes: int,
+    dims: int = SSLDA_DIMS,
+    iters: int = SSLDA_ITERS,
+    pseudo: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A Gaussian per class with one shared covariance (LDA), fitted by EM on labelled + folder
+    cells: labelled cells keep their class, folder cells are weighted by their
+    responsibilities, the mixing weights are the folder's class proportions (with `pseudo`
+    cells per class). -> (the folder cells' posteriors under a uniform prior [N, C], which
+    maximise balanced accuracy; the mixing weights [C], the count). The first `dims` columns
+    of `z` are used (principal components, largest first); the covariance is shrunk
+    (Ledoit-Wolf), since a few dozen labelled cells cannot estimate it alone."""
+    d = min(dims, z_lab.shape[1])
+    zl, zf = np.asarray(z_lab, float)[:, :d], np.asarray(z_fold, float)[:, :d]
+    onehot = np.eye(n_classes)[y_lab]
+    resp = np.zeros((len(zf), n_classes))
+    prior = np.full(n_classes, 1.0 / n_classes)
+    loglik = np.zeros_like(resp)
+    for it in range(iters + 1):
+        weights = np.vstack([onehot, resp])  # [L + N, C]
+        z = np.vstack([zl, zf])
+        mass = weights.sum(axis=0)
+        means = (weights.T @ z) / mass[:, None]
+        resid = np.concatenate([np.sqrt(weights[:, c:c + 1]) * (z - means[c]) for c in
+                                range(n_classes)])
+        cov, _ = ledoit_wolf(resid, assume_centered=True)
+        cov *= len(resid) / mass.sum()  # resid rows carry weights summing to mass.sum()
+        prec = np.linalg.inv(cov)
+        diff = zf[:, None, :] - means[None, :, :]
+        loglik = -0.5 * np.einsum("ncd,de,nce->nc", diff, prec, diff)
+        if it == iters:
+            break
+        logp = loglik + np.log(prior)
+        resp = np.exp(logp - logp.max(axis=1, keepdims=True))
+        resp /= resp.sum(axis=1, keepdims=True)
+        prior = (resp.sum(axis=0) + pseudo) / (len(zf) + n_classes * pseudo)
+    post = np.exp(loglik - loglik.max(axis=1, keepdims=True))
+    return post / post.sum(axis=1, keepdims=True), prior
