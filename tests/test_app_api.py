@@ -68,6 +68,16 @@ def test_every_request_that_reads_or_changes_state_needs_the_token(odd_folder, t
     assert client.get("/static/app.js").status_code == 200  # the page's code: no state
 
 
+def test_responses_forbid_other_origins_framing_and_referers(odd_folder, tmp_path):
+    client, _ = client_of(odd_folder, tmp_path / "state")
+    for r in (client.get("/", params={"token": TOKEN}), client.get("/api/state", **auth()),
+              client.get("/api/state"), client.get("/static/app.css")):
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+
 @pytest.mark.parametrize("name", [
     "../secret.jpg",
     "%2e%2e%2fsecret.jpg",          # URL-encoded: the server decodes it to ../secret.jpg

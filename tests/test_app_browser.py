@@ -111,9 +111,9 @@ def test_label_undo_reload_classify_review_correct_export(tmp_path, browser):
         text_is(d, "saved", f"{len(made)} labels saved")
         d.refresh()
         text_is(d, "saved", f"{len(made)} labels saved")
-        counts = {e.get_attribute("data-label"): e.text
-                  for e in d.find_elements(By.CSS_SELECTOR, "#class-buttons .count")}
-        assert counts[truth[undone]] == f"{PER_CLASS - 1} / 10"
+        count = f'#class-buttons .count[data-label="{truth[undone]}"]'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, count))
+        assert d.find_element(By.CSS_SELECTOR, count).text == f"{PER_CLASS - 1} / 10"
         assert api(server, "/api/cells")["labels"] == made
 
         # a second tab sees the labels, labels a cell, and the first tab follows
@@ -123,7 +123,9 @@ def test_label_undo_reload_classify_review_correct_export(tmp_path, browser):
         text_is(d, "saved", f"{len(made)} labels saved")
         queue = [c["f"] for c in api(server, "/api/cells")["cells"]]
         extra = next(n for n in queue if n not in made and n != undone)
-        d.find_element(By.CSS_SELECTOR, f'#grid .cell[data-file="{extra}"]').click()
+        cell = f'#grid .cell[data-file="{extra}"]'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, cell))
+        d.find_element(By.CSS_SELECTOR, cell).click()
         d.find_element(By.TAG_NAME, "body").send_keys(str(classes.index(truth[extra]) + 1))
         made[extra] = truth[extra]
         text_is(d, "saved", f"{len(made)} labels saved")
@@ -160,6 +162,11 @@ def test_label_undo_reload_classify_review_correct_export(tmp_path, browser):
         d.find_element(By.CSS_SELECTOR, f'#menu button[data-label="{click_to}"]').click()
         wait.until(lambda d: api(server, "/api/cells")["labels"].get(click_file) == click_to)
         made[click_file] = click_to
+        # the refit after the corrections is offered, not forced under the mouse
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#refit button"))
+        d.find_element(By.CSS_SELECTOR, "#refit button").click()
+        wait.until(lambda d: not d.find_elements(By.ID, "refit"))
+        assert d.find_elements(By.CSS_SELECTOR, "#review .group .cell")
 
         # export
         d.find_element(By.ID, "tab-export").click()

@@ -47,11 +47,12 @@ class Job:
     message: str = ""
     error: str = ""
     seconds: float = 0.0
+    runs: int = 0  # runs finished (done or failed): how a page sees a quick rerun end
     result: dict = field(default_factory=dict)
 
     def public(self) -> dict:
-        return {k: getattr(self, k) for k in
-                ("name", "state", "done", "total", "message", "error", "seconds", "result")}
+        return {k: getattr(self, k) for k in ("name", "state", "done", "total", "message",
+                                              "error", "seconds", "runs", "result")}
 
 
 class Counting:
@@ -156,6 +157,7 @@ class Worker:
                 log.exception("job %s failed", name)
                 job.state, job.error = "failed", str(err) or type(err).__name__
             job.seconds = round(time.perf_counter() - start, 2)
+            job.runs += 1
 
     def wait(self, name: str, timeout: float = 600.0) -> Job:
         """Block until job `name` is neither queued nor running (for scripts and tests)."""

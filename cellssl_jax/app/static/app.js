@@ -224,7 +224,7 @@ function save(file, label, kind) {
       inFlight--;
       renderSaved();
       if (screen === "label") renderLabel();
-      if (screen === "review") renderReview();
+      if (screen === "review") updateReview(file);
     }
   });
 }
@@ -256,7 +256,7 @@ function undo() {
       inFlight--;
       renderSaved();
       if (screen === "label") renderLabel();
-      if (screen === "review") renderReview();
+      if (screen === "review") updateReview();
     }
   });
 }
@@ -345,19 +345,15 @@ function renderReview() {
     const n = shown[c] || REVIEW_SHOWN;
     for (const item of group.slice(0, n)) {
       const d = document.createElement("div");
-      const label = cellLabel(item.f);
-      d.className = "cell" + (item.f in pending ? " pending" : (label ? (label === c ? " labelled" : " corrected") : ""));
       d.dataset.file = item.f;
       d.innerHTML = `<img loading="lazy" alt=""><div class="tag"></div>`;
       explain(d.querySelector("img"), d.querySelector(".tag"));
       d.querySelector("img").src = thumb(item.f, item.v, 128);
-      d.querySelector(".tag").textContent = label
-        ? `${label === c ? "labelled" : "→ " + labelText(label)}`
-        : `p ${item.p.toFixed(2)}`;
       d.title = `${item.f}: ${c} p=${item.p} margin=${item.m}`;
       d.addEventListener("mouseenter", () => { hovered = item.f; });
       d.addEventListener("mouseleave", () => { if (hovered === item.f) hovered = null; });
       d.addEventListener("click", (e) => openMenu(item.f, e));
+      markReviewCell(d, item, c);
       grid.appendChild(d);
     }
     g.appendChild(grid);
@@ -369,6 +365,46 @@ function renderReview() {
     }
     box.appendChild(g);
   }
+}
+
+// A review cell's state: predicted p, or the label a person gave it (saving / labelled /
+// corrected). Updated in place, so the cells do not move under the mouse.
+function markReviewCell(d, item, c) {
+  const label = cellLabel(item.f);
+  d.className = "cell" + (item.f in pending ? " pending"
+    : (label ? (label === c ? " labelled" : " corrected") : ""));
+  d.querySelector(".tag").textContent = label
+    ? (label === c ? "labelled" : "→ " + labelText(label))
+    : `p ${item.p.toFixed(2)}`;
+}
+
+function updateReview(file) {
+  if (!predictions) return;
+  for (const d of document.querySelectorAll("#review .cell")) {
+    if (file !== undefined && d.dataset.file !== file) continue;
+    const c = d.closest(".group").dataset.class;
+    const item = predictions.groups[c].find((it) => it.f === file);
+    if (item) markReviewCell(d, item, c);
+  }
+}
+
+// A refit finished while the person reviews: offer the new groups rather than moving the
+// cells under the mouse.
+async function offerRefit() {
+  const fresh = await api("/api/predictions");
+  let bar = $("refit");
+  if (!bar) {
+    bar = document.createElement("p");
+    bar.id = "refit";
+    bar.innerHTML = `<button>Refitted with your corrections: show the new predictions</button>`;
+    $("review").prepend(bar);
+  }
+  bar.querySelector("button").onclick = () => {
+    predictions = fresh;
+    labels = fresh.labels;
+    renderReview();
+    renderClassifyResult();
+  };
 }
 
 function openMenu(file, e) {
@@ -445,13 +481,15 @@ for (const b of document.querySelectorAll("header nav button"))
 async function poll() {
   try {
     const v = await api("/api/version");
-    const finished = (name) => v.jobs[name].state === "done" &&
-      (jobsBefore[name] || {}).state !== "done";
-    const failed = (name) => v.jobs[name].state === "failed" &&
-      (jobsBefore[name] || {}).state !== "failed";
+    const ended = (name) => v.jobs[name].runs !== (jobsBefore[name] || {}).runs;
+    const finished = (name) => ended(name) && v.jobs[name].state === "done";
+    const failed = (name) => ended(name) && v.jobs[name].state === "failed";
     S.jobs = v.jobs;
     if (finished("proposals") || finished("more")) { await loadCells(); if (screen === "label") renderLabel(); }
-    if (finished("classify")) { await loadPredictions(); }
+    if (finished("classify")) {
+      if (screen === "review" && predictions) await offerRefit();
+      else await loadPredictions();
+    }
     if (finished("export") || failed("export") || (jobsBefore.export || {}).state === "running") renderExport();
     for (const name of ["features", "classify", "proposals", "more"])
       if (failed(name)) message(`${name} failed: ${v.jobs[name].error}`);
@@ -459,7 +497,7 @@ async function poll() {
       await loadState();
       await loadCells();
       if (screen === "label") renderLabel();
-      if (screen === "review") renderReview();
+      if (screen === "review") updateReview();
     }
     jobsBefore = JSON.parse(JSON.stringify(v.jobs));
     renderJobs();
