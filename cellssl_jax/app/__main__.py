@@ -77,14 +77,14 @@ def bind(host: str, port: int | None) -> socket.socket:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    folder = args.folder
+    folder = args.folder.absolute()  # absolute: the export's command line works from anywhere
     if not folder.is_dir():
         fail(PROG, f"the folder {folder} does not exist or is not a folder")
     if args.per_class_budget < 1:
         fail(PROG, "--per_class_budget must be >= 1")
     if args.port is not None and not 0 <= args.port <= 65535:
         fail(PROG, f"--port must be between 0 and 65535, got {args.port}")
-    state_dir = args.state if args.state is not None else folder / ".cellssl"
+    state_dir = args.state.absolute() if args.state is not None else folder / ".cellssl"
     inside = state_dir.resolve().is_relative_to(folder.resolve())
     if inside and not is_hidden(state_dir.resolve(), folder.resolve()):
         fail(PROG, f"--state {state_dir} lies inside {folder} and would be read as cells; "
