@@ -8,6 +8,8 @@ import json
 import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 
 import pytest
@@ -46,6 +48,51 @@ def test_kill_9_loses_no_confirmed_label(tmp_path):
         assert call(again, "/api/state")["undo_depth"] == len(confirmed)
     finally:
         again.stop()
+
+
+def test_kill_9_in_the_middle_of_concurrent_labels(tmp_path):
+    """Four tabs label at once; the server is killed while requests are in flight: every label
+    whose answer arrived is there after the restart, and nothing that was not sent."""
+    folder = tmp_path / "cells"
+    truth = sample_cells(folder, 100)
+    server = Server(folder)
+    confirmed: dict[str, str] = {}
+    lock = threading.Lock()
+    try:
+        call(server, "/api/classes", {"classes": sorted(set(truth.values()))})
+        names = sorted(truth)
+
+        def tab(k: int) -> None:
+            for name in names[k::4]:
+                try:
+                    call(server, "/api/label", {"file": name, "label": truth[name]})
+                except OSError:  # killed: this one's answer never came
+                    return
+                with lock:
+                    confirmed[name] = truth[name]
+
+        threads = [threading.Thread(target=tab, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(confirmed) < 40 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(confirmed) >= 40, "the labels did not go through"
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+        for t in threads:
+            t.join(60)
+        seen = dict(confirmed)
+    finally:
+        server.stop()
+    assert len(seen) < len(truth)  # killed in the middle
+    again = Server(folder)
+    try:
+        stored = call(again, "/api/cells")["labels"]
+    finally:
+        again.stop()
+    assert seen.items() <= stored.items()
+    assert stored.items() <= truth.items()
 
 
 def test_a_second_server_on_the_same_state_is_refused(tmp_path):
