@@ -4,7 +4,7 @@ picks vs today's select (k-means only), with a simulated labeller.
 A labelled features file is split by the builders' rule (`builder_parts`): the labeller labels
 cells of the fit part (the pool) in rounds of --round cells, the oracle gives their true classes,
 and after each round the paper-code pipeline (--eval, default LR) fitted on the labels made so
-far is scored on the held-out --part (validation to choose parameters, test to report once),
+far is scored on the held-out --parts (validation to choose parameters, test to report once),
 balanced accuracy (a class never labelled scores 0 for its cells). Strategies:
 - random: --round random pool cells per round;
 - kmeans: today's `select` run with budget = labels so far (k-means, nearest cell to each centre;
@@ -15,9 +15,9 @@ The reference: the same pipeline on 50 random pool cells per class (--seeds draw
 seeds (runs that never reach it within --max_labels are counted as missing and said so).
 
     python scripts/bench/bench_select_next.py --features runs/feat_pbc/features.npz \\
-        --out runs/select_next_pbc_val --part validation
-    python scripts/bench/bench_select_next.py --features F.npz --out DIR --part test \\
-        --strategies random,kmeans,next --seeds 5
+        --out runs/select_next_pbc --parts validation
+    python scripts/bench/bench_select_next.py --features F.npz --out DIR --parts validation,test \\
+        --strategies random,kmeans,next --seeds 5 --picks DIR/picks.npz
 """
 
 from __future__ import annotations
@@ -43,14 +43,20 @@ REFERENCE_PER_CLASS = 50
 TARGET = 0.95
 
 
-def score(pool: Features, query: Features, chosen: np.ndarray, name: str) -> float:
-    """Balanced accuracy on `query` of `name` fitted on the pool cells `chosen`."""
+def score(
+    pool: Features, queries: dict[str, Features], chosen: np.ndarray, name: str
+) -> dict[str, float]:
+    """Balanced accuracy on each query part of `name` fitted (once) on the pool cells `chosen`."""
     y = pool.labels[chosen]
-    if len(np.unique(y)) < 2:  # nothing to fit: every cell gets the one known class
-        pred = np.full(len(query.labels), y[0])
-    else:
-        pred = pipeline(name, "paper-code").fit(pool.features[chosen], y).predict(query.features)
-    return float(balanced_accuracy_score(query.labels, pred))
+    model = None
+    if len(np.unique(y)) >= 2:
+        model = pipeline(name, "paper-code").fit(pool.features[chosen], y)
+    got = {}
+    for part, query in queries.items():
+        # nothing to fit: every cell gets the one known class
+        pred = np.full(len(query.labels), y[0]) if model is None else model.predict(query.features)
+        got[part] = float(balanced_accuracy_score(query.labels, pred))
+    return got
 
 
 def simulate(
@@ -84,14 +90,16 @@ def labels_to_target(rows: list[dict], target: float) -> float:
     return float("nan")
 
 
-def summarise(rows: list[dict], reference: list[float], args: argparse.Namespace, name: str) -> str:
+def summarise(
+    rows: list[dict], reference: list[float], args: argparse.Namespace, name: str, part: str
+) -> str:
     target = TARGET * float(np.mean(reference))
     strategies = list(dict.fromkeys(r["strategy"] for r in rows))
     lines = [
         f"# Labels to {TARGET:.0%} of the {REFERENCE_PER_CLASS}-per-class accuracy: {name}",
         "",
-        f"Pool: the fit part ({args.pool_cells} cells); scored on the {args.part} part "
-        f"({args.query_cells} cells); paper-code {args.eval.upper()}; rounds of {args.round} "
+        f"Pool: the fit part ({args.pool_cells} cells); scored on the {part} part "
+        f"({args.query_cells[part]} cells); paper-code {args.eval.upper()}; rounds of {args.round} "
         f"up to {args.max_labels} labels; {args.seeds} seeds; rule parameters {args.params}.",
         "",
         f"Reference: {REFERENCE_PER_CLASS} random pool cells per class: "
@@ -152,7 +160,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--features", type=Path, required=True, help="labelled features file")
     parser.add_argument("--out", type=Path, required=True, help="results folder")
-    parser.add_argument("--part", choices=("validation", "test"), default="validation")
+    parser.add_argument(
+        "--parts",
+        default="validation",
+        help="where to score, comma-separated: validation (to choose parameters), test (to "
+        "report once); one fit per round serves all",
+    )
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--round", type=int, default=16, help="cells labelled per round")
     parser.add_argument("--max_labels", type=int, default=400)
@@ -162,10 +175,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--explore", type=float, default=acquire.EXPLORE)
     parser.add_argument("--short_power", type=float, default=acquire.SHORT_POWER)
     parser.add_argument("--candidates", type=int, default=acquire.CANDIDATES)
+    parser.add_argument(
+        "--picks",
+        type=Path,
+        help="npz of the cells each run labelled, reused and extended: the picks depend on the "
+        "pool, not on --part, so a test run can score a validation run's picks",
+    )
     args = parser.parse_args(argv)
     strategies = args.strategies.split(",")
     if unknown := set(strategies) - set(STRATEGIES):
         parser.error(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}")
+    parts_asked = args.parts.split(",")
+    if not set(parts_asked) <= {"validation", "test"}:
+        parser.error(f"--parts: choose from validation,test, got {args.parts}")
     if args.round < 1 or args.max_labels < args.round:
         parser.error("need 1 <= --round <= --max_labels")
     args.params = dict(typical_cells=args.typical_cells, explore=args.explore,
@@ -177,32 +199,45 @@ def main(argv: list[str] | None = None) -> list[dict]:
     feats = feats.subset(np.flatnonzero(feats.labelled))
     parts = builder_parts(feats.paths, feats.labels, feats.class_names)
     pool = feats.subset(np.flatnonzero(parts == "fit"))
-    query = feats.subset(np.flatnonzero(parts == args.part))
-    args.pool_cells, args.query_cells = len(pool.labels), len(query.labels)
+    queries = {p: feats.subset(np.flatnonzero(parts == p)) for p in parts_asked}
+    args.pool_cells = len(pool.labels)
+    args.query_cells = {p: len(q.labels) for p, q in queries.items()}
     args.out.mkdir(parents=True, exist_ok=True)
-    reference = [
-        score(pool, query, sample_per_class(pool.labels, REFERENCE_PER_CLASS, rng_for(k, 50)),
-              args.eval) for k in range(args.seeds)
-    ]  # fmt: skip
+    draws = [sample_per_class(pool.labels, REFERENCE_PER_CLASS, rng_for(k, 50))
+             for k in range(args.seeds)]  # fmt: skip
+    reference = [score(pool, queries, d, args.eval) for d in draws]
     rounds = list(range(args.round, args.max_labels + 1, args.round))
     rows = []
     jobs = [(s, k) for s in strategies for k in range(args.seeds)]
+    picks = dict(np.load(args.picks)) if args.picks and args.picks.exists() else {}
+    params = ",".join(f"{k}={v}" for k, v in args.params.items())
     for strategy, seed in tqdm(jobs, desc="bench_select_next"):
-        for chosen in simulate(strategy, pool, rounds, seed, args.params):
-            rows.append(dict(strategy=strategy, seed=seed, labels=len(chosen),
-                             classes_labelled=len(np.unique(pool.labels[chosen])),
-                             balanced_accuracy=score(pool, query, chosen, args.eval)))  # fmt: skip
-    with open(args.out / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    text = summarise(rows, reference, args, f"{feats.encoder} features of {args.features}")
-    (args.out / "summary.md").write_text(text)
+        key = f"{strategy}|{seed}|{args.round}|{params if strategy == 'next' else ''}"
+        keys = [f"{key}|{t}" for t in rounds]
+        if not all(k in picks for k in keys):
+            runs = simulate(strategy, pool, rounds, seed, args.params)
+            picks.update(zip(keys, runs, strict=True))
+            if args.picks:
+                np.savez(args.picks, **picks)
+        for chosen in [picks[k] for k in keys]:
+            for part, bacc in score(pool, queries, chosen, args.eval).items():
+                rows.append(dict(part=part, strategy=strategy, seed=seed, labels=len(chosen),
+                                 classes_labelled=len(np.unique(pool.labels[chosen])),
+                                 balanced_accuracy=bacc))  # fmt: skip
+        with open(args.out / "results.csv", "w", newline="") as fh:  # kept after every run
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
     (args.out / "reference.json").write_text(json.dumps(
         dict(reference=reference, params=args.params, argv=sys.argv[1:]), indent=1))  # fmt: skip
-    figure(rows, TARGET * float(np.mean(reference)), args.out / "curves.png")
-    print(text)
-    print(f"wrote {args.out}/results.csv, summary.md, reference.json, curves.png")
+    for part in parts_asked:
+        ref = [r[part] for r in reference]
+        got = [r for r in rows if r["part"] == part]
+        text = summarise(got, ref, args, f"{feats.encoder} features of {args.features}", part)
+        (args.out / f"summary_{part}.md").write_text(text)
+        figure(got, TARGET * float(np.mean(ref)), args.out / f"curves_{part}.png")
+        print(text)
+    print(f"wrote {args.out}/results.csv, reference.json, summary_<part>.md, curves_<part>.png")
     return rows
 
 
