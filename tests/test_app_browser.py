@@ -133,6 +133,12 @@ def test_label_undo_reload_classify_review_correct_export(tmp_path, browser):
         d.switch_to.window(first_tab)
         text_is(d, "saved", f"{len(made)} labels saved")
 
+        # the next batch, from the labels so far (key m)
+        before = len(api(server, "/api/cells")["cells"])
+        d.find_element(By.TAG_NAME, "body").send_keys("m")
+        text_is(d, "message", "more cells to label")
+        assert len(api(server, "/api/cells")["cells"]) > before
+
         # classify every cell, with visible progress
         d.find_element(By.ID, "tab-classify").click()
         d.find_element(By.ID, "run-classify").click()

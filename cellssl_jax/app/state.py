@@ -120,6 +120,13 @@ class StateStore:
         with self._lock:
             return dict(self.db.execute("SELECT file, label FROM labels"))
 
+    def snapshot(self) -> tuple[int, dict[str, str], dict[str, str]]:
+        """(version, labels, kinds) read together: a classify or an export of exactly these."""
+        with self._lock:
+            version = int(self._meta("version", "0"))
+            rows = self.db.execute("SELECT file, label, kind FROM labels").fetchall()
+        return version, {f: lab for f, lab, _ in rows}, {f: k for f, _, k in rows}
+
     def label_kinds(self) -> dict[str, str]:
         """file -> "label" (labelled on the label screen) or "correction" (on review)."""
         with self._lock:

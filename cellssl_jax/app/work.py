@@ -119,6 +119,8 @@ class Worker:
             last = json.loads(saved.read_text())
             if all(c["f"] in cells.by_name for g in last["groups"].values() for c in g):
                 self.predictions = last
+        self.export_dir = self.state_dir / "export"  # classify's --out: the page's results
+        self.classified_version = -1  # the labels' version the files in export_dir are of
         self._featurizer: Featurizer | None = None
         self._todo: queue.Queue[str] = queue.Queue()
         self._pending: set[str] = set()
@@ -257,8 +259,13 @@ class Worker:
         found = [r for _, r in new]
         return {"proposed": len(new), "reasons": {r: found.count(r) for r in dict.fromkeys(found)}}
 
-    def _classify(self, job: Job, out: Path) -> tuple[dict, object]:
-        labels = self.store.labels()
+    def _classify(self, job: Job, labels: dict[str, str]) -> tuple[dict, object]:
+        """`classify` on `labels` into `<state>/export/` (the previous run's files go first)."""
+        out = self.export_dir
+        out.mkdir(exist_ok=True)
+        for old in out.iterdir():  # our own previous run only: files, and labelled/ below
+            if old.is_file():
+                old.unlink()
         counts = write_labelled(self.cells, labels, out / "labelled")
         if len(counts) < 2:
             raise ValueError(f"label at least {MIN_CELLS} cells in each of at least 2 classes "
@@ -276,8 +283,9 @@ class Worker:
 
     def _run_classify(self, job: Job) -> dict:
         """Fit on the labels, classify every cell; the review screen's groups."""
-        version = self.store.version()
-        summary, result = self._classify(job, self.state_dir / "classify")
+        version, labels, _ = self.store.snapshot()
+        summary, result = self._classify(job, labels)
+        self.classified_version = version
         names = [Path(p).relative_to(self.cells.folder).as_posix() for p in result.paths]
         proba, pred, margin = result.proba, result.predicted, result.margin
         classes = result.class_names
@@ -298,18 +306,21 @@ class Worker:
         return {"counts": summary["counts"], "labels_version": version}
 
     def _saved_predictions(self) -> Path:
-        return self.state_dir / "classify" / "page.json"
+        return self.state_dir / "predictions.json"
 
     def _run_export(self, job: Job) -> dict:
         """`<state>/export/`: labelled/<class>/ and labels.csv (the labels), the files
-        `classify --out` writes for them, and the command line that reproduces them."""
-        out = self.state_dir / "export"
-        out.mkdir(exist_ok=True)
-        for old in out.iterdir():  # our own previous export only
-            if old.is_file() and old.name != "labelled":
-                old.unlink()
-        summary, _ = self._classify(job, out)
-        kinds, labels = self.store.label_kinds(), sorted(self.store.labels().items())
+        `classify --out` writes for them (the last classify's when no label changed since),
+        and the command line that reproduces them."""
+        out = self.export_dir
+        version, labels, kinds = self.store.snapshot()
+        if version != self.classified_version or not (out / "summary.json").exists():
+            self._classify(job, labels)
+            self.classified_version = version
+        else:
+            job.message = "the last classify's files: no label changed since"
+        summary = json.loads((out / "summary.json").read_text())
+        labels = sorted(labels.items())
         with open(out / "labels.csv", "w", newline="") as fh:  # as `select --labels` reads
             writer = csv.writer(fh)
             writer.writerow(["file", "class", "kind"])

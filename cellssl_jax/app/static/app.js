@@ -198,6 +198,8 @@ function renderLabel() {
 }
 
 function move(step) {
+  if (cur + step >= cells.length && cells.length)
+    message("That was the last proposed cell: 'More cells' (key m) proposes the next batch.", true);
   cur = Math.max(0, Math.min(cells.length - 1, cur + step));
   renderCurrent();
   renderGrid();
@@ -262,7 +264,10 @@ function undo() {
 }
 
 $("undo").addEventListener("click", undo);
-$("more").addEventListener("click", () => api("/api/jobs/more", {}).catch((e) => message(e.message)));
+$("more").addEventListener("click", () => {
+  message("choosing the next cells from your labels...", true);
+  api("/api/jobs/more", {}).catch((e) => message(e.message));
+});
 $("prev-page").addEventListener("click", () => move(-PAGE));
 $("next-page").addEventListener("click", () => move(PAGE));
 
@@ -338,7 +343,9 @@ function renderReview() {
     g.className = "group";
     g.dataset.class = c;
     const h = document.createElement("h3");
-    h.textContent = `${c}: ${group.length} cells`;
+    const [lo, hi] = predictions.interval95[c];
+    h.textContent = `${c}: ${group.length} cells, ${predictions.percent[c].toFixed(1)} % ` +
+      `(95 % interval ${lo.toFixed(1)}-${hi.toFixed(1)})`;
     g.appendChild(h);
     const grid = document.createElement("div");
     grid.className = "grid";
@@ -464,6 +471,7 @@ document.addEventListener("keydown", (e) => {
   if (screen === "label") {
     if (label !== undefined) { e.preventDefault(); labelCurrent(label); }
     else if (k === "u") { e.preventDefault(); labelCurrent(S.unsure); }
+    else if (k === "m") { e.preventDefault(); $("more").click(); }
     else if (k === "ArrowRight" || (k === " " && !e.shiftKey)) { e.preventDefault(); move(1); }
     else if (k === "ArrowLeft" || (k === " " && e.shiftKey)) { e.preventDefault(); move(-1); }
     else if (k === "ArrowDown") { e.preventDefault(); move(10); }
@@ -485,7 +493,15 @@ async function poll() {
     const finished = (name) => ended(name) && v.jobs[name].state === "done";
     const failed = (name) => ended(name) && v.jobs[name].state === "failed";
     S.jobs = v.jobs;
-    if (finished("proposals") || finished("more")) { await loadCells(); if (screen === "label") renderLabel(); }
+    if (finished("proposals") || finished("more")) {
+      await loadCells();
+      if (finished("more")) {
+        const r = v.jobs.more.result;
+        const why = Object.entries(r.reasons || {}).map(([k, n]) => `${n} ${k}`).join(", ");
+        message(`${r.proposed} more cells to label${why ? " (" + why + ")" : ""}`, true);
+      }
+      if (screen === "label") renderLabel();
+    }
     if (finished("classify")) {
       if (screen === "review" && predictions) await offerRefit();
       else await loadPredictions();
