@@ -4,6 +4,7 @@ symlinks, odd files, labels and undo, classify and export against the command li
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,13 @@ def test_classify_review_correct_export_equals_the_command_line(tmp_path, featur
     # a restarted server shows the same review until the next classify
     again = Worker(ctx.cells, ctx.store, ctx.state_dir, "colorhist", None, None, 2)
     assert again.predictions == {k: v for k, v in final.items() if k != "labels"}
+
+    # an export after a new label classifies again; one after none reuses the files
+    assert "no label changed" in job.message
+    new = next(n for n in sorted(truth) if n not in labels and n != unsure)
+    client.post("/api/label", **auth(json={"file": new, "label": truth[new]}))
+    client.post("/api/jobs/export", **auth())
+    job = ctx.worker.wait("export")
+    assert job.state == "done" and "no label changed" not in job.message
+    assert (export / "labelled" / truth[new] / new).is_file()
+    assert json.loads((export / "summary.json").read_text())["labelled_cells"] == len(labels) + 1
