@@ -100,7 +100,8 @@ def summarise(
         "",
         f"Pool: the fit part ({args.pool_cells} cells); scored on the {part} part "
         f"({args.query_cells[part]} cells); paper-code {args.eval.upper()}; rounds of {args.round} "
-        f"up to {args.max_labels} labels; {args.seeds} seeds; rule parameters {args.params}.",
+        f"up to {args.max_labels} labels; seeds 0-{args.seeds - 1} (runs per strategy below); "
+        f"rule parameters {args.params}.",
         "",
         f"Reference: {REFERENCE_PER_CLASS} random pool cells per class: "
         f"{100 * np.mean(reference):.1f} ± {100 * np.std(reference):.1f} % balanced accuracy; "
@@ -110,11 +111,12 @@ def summarise(
         "|---|---|---|",
     ]
     for s in strategies:
+        seeds = sorted({r["seed"] for r in rows if r["strategy"] == s})
         got = [labels_to_target([r for r in rows if r["strategy"] == s and r["seed"] == k],
-                                target) for k in range(args.seeds)]  # fmt: skip
+                                target) for k in seeds]  # fmt: skip
         hit = np.array([g for g in got if np.isfinite(g)])
         mean = f"{hit.mean():.0f} ± {hit.std():.0f}" if len(hit) else "not reached"
-        lines.append(f"| {s} | {mean} | {len(hit)} / {args.seeds} |")
+        lines.append(f"| {s} | {mean} | {len(hit)} / {len(seeds)} |")
     marks = [t for t in (16, 32, 64, 128, 192, 256, 320, 400) if t <= args.max_labels]
     lines += [
         "",
@@ -154,6 +156,51 @@ def figure(rows: list[dict], target: float, path: Path) -> None:
     plt.close(fig)
 
 
+def run_all(
+    args: argparse.Namespace, strategies: list[str], pool: Features, queries: dict[str, Features]
+) -> list[dict]:
+    """Simulate every strategy and seed, score every round -> rows."""
+    rounds = list(range(args.round, args.max_labels + 1, args.round))
+    rows = []
+    jobs = [(s, k) for s in strategies for k in range(args.seeds)]
+    picks = dict(np.load(args.picks)) if args.picks and args.picks.exists() else {}
+    params = ",".join(f"{k}={v}" for k, v in args.params.items())
+    for strategy, seed in tqdm(jobs, desc="bench_select_next"):
+        key = f"{strategy}|{seed}|{args.round}|{params if strategy == 'next' else ''}"
+        keys = [f"{key}|{t}" for t in rounds]
+        if not all(k in picks for k in keys):
+            runs = simulate(strategy, pool, rounds, seed, args.params)
+            picks.update(zip(keys, runs, strict=True))
+            if args.picks:
+                np.savez(args.picks, **picks)
+        for chosen in [picks[k] for k in keys]:
+            for part, bacc in score(pool, queries, chosen, args.eval).items():
+                rows.append(dict(part=part, strategy=strategy, seed=seed, labels=len(chosen),
+                                 classes_labelled=len(np.unique(pool.labels[chosen])),
+                                 balanced_accuracy=bacc))  # fmt: skip
+        write_rows(args.out / "results.csv", rows)  # kept after every run
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def combined(folders: list[Path]) -> list[dict]:
+    """The rows of several runs' results.csv (finished or not)."""
+    rows = []
+    for folder in folders:
+        with open(folder / "results.csv", newline="") as fh:
+            for r in csv.DictReader(fh):
+                rows.append(dict(r, seed=int(r["seed"]), labels=int(r["labels"]),
+                                 classes_labelled=int(r["classes_labelled"]),
+                                 balanced_accuracy=float(r["balanced_accuracy"])))  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -181,6 +228,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="npz of the cells each run labelled, reused and extended: the picks depend on the "
         "pool, not on --part, so a test run can score a validation run's picks",
     )
+    parser.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        help="instead of running: summarise together the results of runs (folders) made with "
+        "the same arguments but different --strategies (run side by side)",
+    )
     args = parser.parse_args(argv)
     strategies = args.strategies.split(",")
     if unknown := set(strategies) - set(STRATEGIES):
@@ -206,30 +260,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     draws = [sample_per_class(pool.labels, REFERENCE_PER_CLASS, rng_for(k, 50))
              for k in range(args.seeds)]  # fmt: skip
     reference = [score(pool, queries, d, args.eval) for d in draws]
-    rounds = list(range(args.round, args.max_labels + 1, args.round))
-    rows = []
-    jobs = [(s, k) for s in strategies for k in range(args.seeds)]
-    picks = dict(np.load(args.picks)) if args.picks and args.picks.exists() else {}
-    params = ",".join(f"{k}={v}" for k, v in args.params.items())
-    for strategy, seed in tqdm(jobs, desc="bench_select_next"):
-        key = f"{strategy}|{seed}|{args.round}|{params if strategy == 'next' else ''}"
-        keys = [f"{key}|{t}" for t in rounds]
-        if not all(k in picks for k in keys):
-            runs = simulate(strategy, pool, rounds, seed, args.params)
-            picks.update(zip(keys, runs, strict=True))
-            if args.picks:
-                np.savez(args.picks, **picks)
-        for chosen in [picks[k] for k in keys]:
-            for part, bacc in score(pool, queries, chosen, args.eval).items():
-                rows.append(dict(part=part, strategy=strategy, seed=seed, labels=len(chosen),
-                                 classes_labelled=len(np.unique(pool.labels[chosen])),
-                                 balanced_accuracy=bacc))  # fmt: skip
-        with open(args.out / "results.csv", "w", newline="") as fh:  # kept after every run
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    if args.combine:
+        rows = combined(args.combine)
+        write_rows(args.out / "results.csv", rows)
+    else:
+        rows = run_all(args, strategies, pool, queries)
     (args.out / "reference.json").write_text(json.dumps(
-        dict(reference=reference, params=args.params, argv=sys.argv[1:]), indent=1))  # fmt: skip
+        dict(reference=reference, params=args.params, argv=argv or sys.argv[1:]), indent=1))
     for part in parts_asked:
         ref = [r[part] for r in reference]
         got = [r for r in rows if r["part"] == part]
