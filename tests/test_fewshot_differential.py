@@ -32,14 +32,17 @@ def test_method_names():
     assert Method.parse("svm+acc").prior == "acc" and Method.parse("lr+em").pseudo == 1.0
     m = Method.parse("knn+self+sslda+cal+rebal")
     assert (m.classifier, m.self_train, m.sslda, m.cal, m.rebal) == ("knn", True, True, True, True)
-    for bad in ["rf", "spread+lr", "lr+em+acc", "lr+lr", "lr+relabel", "lr+foo", "svm+cal"]:
+    assert Method.parse("lr+fold+sslda+ens+gate+em").gate
+    for bad in ["rf", "spread+lr", "lr+em+acc", "lr+lr", "lr+relabel", "lr+foo", "svm+cal",
+                "lr+gate", "lr+ens"]:
         with pytest.raises(ValueError, match="method"):
             Method.parse(bad)
     Method.parse(DEFAULT_METHOD), Method.parse(LEGACY_METHOD)
 
 
 @pytest.mark.parametrize("method", ["svm", "lr", "lr+em", "lr+acc+relabel", "lr+cal+em",
-                                    "lr+l2+fold+spread+em", "lr+self", "lr+fold+sslda"])
+                                    "lr+l2+fold+spread+em", "lr+self", "lr+fold+sslda",
+                                    "lr+fold+sslda+ens+gate+em"])
 def test_separable_folder_is_counted_right(method):
     x_lab, y_lab = cells([5, 5, 5], seed=1)
     x, y = cells([120, 60, 20], seed=2)
@@ -112,3 +115,16 @@ def test_two_labelled_cells_per_class_and_a_large_folder():
         assert np.abs(np.bincount(proba.argmax(axis=1)) / len(y) - [0.6, 0.3, 0.1]).max() < 0.03
     d = differential(x_lab, y_lab, x[:2000], NAMES, "lr+em")
     assert d.cv_name == "leave-one-out" and np.isfinite(d.low).all()
+
+
+def test_gate_keeps_the_classifier_where_the_features_barely_separate_the_classes():
+    x_lab, y_lab = cells([5, 5, 5], seed=13, spread=12.0)  # nearly inseparable
+    x, _ = cells([100, 60, 40], seed=14, spread=12.0)
+    gated, _ = posteriors("lr+fold+sslda+gate", x_lab, y_lab, x, 3)
+    plain, _ = posteriors("lr+fold", x_lab, y_lab, x, 3)
+    np.testing.assert_allclose(gated, plain)
+    x_lab, y_lab = cells([5, 5, 5], seed=13)  # well separated: sslda runs
+    x, _ = cells([100, 60, 40], seed=14)
+    gated, _ = posteriors("lr+fold+sslda+gate", x_lab, y_lab, x, 3)
+    lda, _ = posteriors("lr+fold+sslda", x_lab, y_lab, x, 3)
+    np.testing.assert_allclose(gated, lda)

@@ -20,11 +20,19 @@ A method is named by its steps, in the order they run, joined by "+":
   sslda            replace the classifier's posteriors by a semi-supervised LDA fitted by EM on
                    labelled + folder cells (`transduce.semi_supervised_lda`); its mixing
                    weights are an estimate of the count (used by em as its start);
+  gate             with sslda: use it only when the classifier's cross-validated balanced
+                   accuracy on the labelled cells reaches SSLDA_GATE (EM on a Gaussian model
+                   helps where classes form clusters, and drifts where the features barely
+                   separate them: on validation it cost the BM cells 2-7 points);
+  ens              with sslda: the geometric mean of the classifier's and sslda's posteriors
+                   (the classifier is better with many labels, sslda with few);
   cal              temperature-scale the posteriors, the temperature fitted on the labelled
                    cells' cross-validated posteriors (calibration for em; lr and knn only);
   spread           label spreading over a k-NN graph of labelled + folder cells, the folder
                    cells starting from the classifier's posteriors (`transduce.py`);
-  em[P]            Saerens' EM prior correction with P pseudo-cells per class (default 1);
+  em[P]            Saerens' EM prior correction with P pseudo-cells per class (default 1), on
+                   the balanced-prior posteriors (after sslda / ens / cal, before spread, whose
+                   posteriors already carry the folder's class sizes);
   acc              prior correction by the adjusted count (confusion rates of the labelled
                    cells' cross-validated predictions);
   relabel          label each cell by its posterior re-weighted to the estimated prior;
@@ -44,6 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_predict
 
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS, classifier, pipeline, preprocessor
@@ -63,6 +72,7 @@ LEGACY_METHOD = "svm"  # `classify` before issue 21: the paper's SVM, classify a
 DEFAULT_METHOD = "lr"  # replaced by validation's choice (docs/LAB_COUNT.md)
 CV_FOLDS = 5
 SELF_ROUNDS = 3
+SSLDA_GATE = 0.6  # cross-validated balanced accuracy below which `gate` skips sslda
 SPREAD_WEIGHT = 1.0  # how much a folder cell's starting posterior counts against its neighbours
 INTERVAL_LEVEL = 0.95
 INTERVAL_REPLICATES = 500
@@ -72,7 +82,7 @@ INTERVAL_METHOD = (
     "(Dirichlet on the labelled cells' cross-validated predictions + 1/2)"
 )
 _STEP = re.compile(
-    r"^(svm|lr|knn|l2|fold|self|sslda|cal|spread|rebal|acc|relabel|em(\d+(\.\d*)?)?)$")
+    r"^(svm|lr|knn|l2|fold|self|sslda|gate|ens|cal|spread|rebal|acc|relabel|em(\d+(\.\d*)?)?)$")
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,8 @@ class Method:
     spread: bool = False
     rebal: bool = False
     sslda: bool = False
+    ens: bool = False
+    gate: bool = False
     prior: str = ""  # "", "em" or "acc"
     pseudo: float = 1.0  # em's pseudo-cells per class
     relabel: bool = False
@@ -106,6 +118,8 @@ class Method:
             raise ValueError(f"method {name!r}: each step once, at most one of em / acc")
         if "cal" in steps and steps[0] == "svm":
             raise ValueError(f"method {name!r}: cal needs lr or knn (the SVM is calibrated)")
+        if ("ens" in steps or "gate" in steps) and "sslda" not in steps:
+            raise ValueError(f"method {name!r}: ens and gate need sslda")
         if "relabel" in steps and not priors:
             raise ValueError(f"method {name!r}: relabel needs a prior step (em or acc)")
         prior = priors[0] if priors else ""
@@ -119,6 +133,8 @@ class Method:
             spread="spread" in steps,
             rebal="rebal" in steps,
             sslda="sslda" in steps,
+            ens="ens" in steps,
+            gate="gate" in steps,
             prior="em" if prior.startswith("em") else prior,
             pseudo=float(prior[2:]) if prior.startswith("em") and len(prior) > 2 else 1.0,
             relabel="relabel" in steps,
@@ -257,13 +273,20 @@ def posteriors(method: Method | str, x_lab: np.ndarray, y_lab: np.ndarray, x_fol
     proba = _proba(model, z_fold, n_classes)
     if method.self_train:
         proba = _self_train(method.classifier, z_lab, y_lab, z_fold, proba)
-    mixing = None
-    if method.sslda:
-        proba, mixing = semi_supervised_lda(z_lab, y_lab, z_fold, n_classes)
-    if (method.prior == "acc" and cv_pred is None) or (method.cal and cv_proba is None):
+    if cv_pred is None and (method.prior == "acc" or method.gate) or (
+            method.cal and cv_proba is None):
         cv_pred, _, cv_proba = cross_validated(method, x_lab_raw, y_lab)
+    mixing = None
+    if method.sslda and (not method.gate
+                         or balanced_accuracy_score(y_lab, cv_pred) >= SSLDA_GATE):
+        lda, mixing = semi_supervised_lda(z_lab, y_lab, z_fold, n_classes)
+        if method.ens:
+            both = np.sqrt(np.clip(proba, 1e-300, None) * np.clip(lda, 1e-300, None))
+            lda = both / both.sum(axis=1, keepdims=True)
+        proba = lda
     if method.cal:
         proba = temper(proba, fit_temperature(cv_proba, y_lab))
+    inductive = proba
     if method.spread:
         y0 = np.vstack([np.eye(n_classes)[y_lab], SPREAD_WEIGHT * proba])
         z = np.vstack([z_lab, z_fold])
@@ -274,7 +297,7 @@ def posteriors(method: Method | str, x_lab: np.ndarray, y_lab: np.ndarray, x_fol
     if not method.prior:
         return proba, mixing
     if method.prior == "em":
-        prior, _ = em_priors(proba, pseudo=method.pseudo)
+        prior, _ = em_priors(inductive, pseudo=method.pseudo)
     else:
         q = np.bincount(proba.argmax(axis=1), minlength=n_classes) / len(proba)
         prior = adjusted_count(q, confusion_rates(y_lab, cv_pred, n_classes))
