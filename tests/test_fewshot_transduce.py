@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.covariance import ledoit_wolf
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.semi_supervised import LabelSpreading
 
-from cellssl_jax.fewshot.transduce import knn_operator, semi_supervised_lda, spread
+from cellssl_jax.fewshot.transduce import (
+    knn_operator,
+    semi_supervised_lda,
+    shrunk_covariance,
+    spread,
+)
 
 
 def blobs(n=120, k=3, dim=5, seed=0):
@@ -71,3 +77,9 @@ def test_semi_supervised_lda_finds_the_mixture_an_oracle_lda_sees():
     labelled_only, _ = semi_supervised_lda(z_lab, y_lab, z, 3, iters=0)  # no EM: 9 cells
     assert (labelled_only.argmax(axis=1) == oracle.predict(z)).mean() < (
         post.argmax(axis=1) == oracle.predict(z)).mean()
+
+
+def test_shrunk_covariance_is_ledoit_wolf():
+    x = np.random.default_rng(1).normal(size=(30, 12)) @ np.diag(np.linspace(0.5, 3, 12))
+    ours = shrunk_covariance(x.T @ x, float(((x * x).sum(axis=1) ** 2).sum()), len(x))
+    np.testing.assert_allclose(ours, ledoit_wolf(x, assume_centered=True)[0], rtol=1e-10)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import laplacian
-from sklearn.covariance import ledoit_wolf
 from sklearn.neighbors import NearestNeighbors
 
 SPREAD_K = 10
@@ -70,6 +69,21 @@ def spread(
     return np.where(total > 0, f / np.where(total > 0, total, 1.0), fallback)
 
 
+def shrunk_covariance(scatter: np.ndarray, fourth: float, rows: int) -> np.ndarray:
+    """Ledoit-Wolf shrinkage (as `sklearn.covariance.ledoit_wolf(X, assume_centered=True)`)
+    from sums over the rows x of X: `scatter` = sum x x^T, `fourth` = sum |x|^4, so that
+    weighted residuals need not be stacked in memory (tested against scikit-learn)."""
+    p = len(scatter)
+    cov = scatter / rows
+    mu = np.trace(cov) / p
+    sq = float((cov * cov).sum())
+    beta = (fourth / rows - sq) / (p * rows)
+    delta = (sq - 2.0 * mu * np.trace(cov) + p * mu * mu) / p
+    beta = min(beta, delta)
+    shrinkage = 0.0 if beta == 0 else beta / delta
+    return (1.0 - shrinkage) * cov + shrinkage * mu * np.eye(p)
+
+
 def semi_supervised_lda(
     z_lab: np.ndarray,
     y_lab: np.ndarray,
@@ -97,13 +111,19 @@ def semi_supervised_lda(
         z = np.vstack([zl, zf])
         mass = weights.sum(axis=0)
         means = (weights.T @ z) / mass[:, None]
-        resid = np.concatenate([np.sqrt(weights[:, c:c + 1]) * (z - means[c]) for c in
-                                range(n_classes)])
-        cov, _ = ledoit_wolf(resid, assume_centered=True)
-        cov *= len(resid) / mass.sum()  # resid rows carry weights summing to mass.sum()
-        prec = np.linalg.inv(cov)
-        diff = zf[:, None, :] - means[None, :, :]
-        loglik = -0.5 * np.einsum("ncd,de,nce->nc", diff, prec, diff)
+        # the residuals sqrt(w_ic) (z_i - mu_c) of every cell under every class, summed
+        scatter, fourth = np.zeros((d, d)), 0.0
+        for c in range(n_classes):
+            r = z - means[c]
+            scatter += (r * weights[:, c:c + 1]).T @ r
+            fourth += float((weights[:, c] ** 2 * (r * r).sum(axis=1) ** 2).sum())
+        rows = len(z) * n_classes
+        cov = shrunk_covariance(scatter, fourth, rows) * (rows / mass.sum())
+        # Mahalanobis distances with BLAS: whiten by the Cholesky factor of the precision
+        white = np.linalg.cholesky(np.linalg.inv(cov))
+        zw, mw = zf @ white, means @ white
+        loglik = -0.5 * ((zw * zw).sum(axis=1)[:, None] - 2.0 * zw @ mw.T
+                         + (mw * mw).sum(axis=1)[None, :])
         if it == iters:
             break
         logp = loglik + np.log(prior)
