@@ -35,9 +35,9 @@ from sklearn.metrics import balanced_accuracy_score
 
 from cellssl_jax.data import shared_data_dir
 from cellssl_jax.encoder import DEFAULT_ENCODER
+from cellssl_jax.fewshot.differential import posteriors
 from cellssl_jax.fewshot.features import Features, load_features, save_features
 from cellssl_jax.fewshot.sampling import builder_parts, sample_per_class
-from cellssl_jax.labelling import classify_features
 
 SHARED = shared_data_dir()
 CLASSIFIERS = ("svm", "lr")
@@ -70,14 +70,17 @@ def side_by_side(a: Features, b: Features) -> Features:
 
 def score(feats: Features, parts: np.ndarray, fit: set[str], on: str, classifier: str,
           repeats: int) -> list[float]:
-    """Balanced accuracy on part `on` of `classify`'s fit on 50 cells/class of parts `fit`."""
+    """Balanced accuracy on part `on` of `classify`'s fit on 50 cells/class of parts `fit`
+    (its posteriors, `fewshot.differential.posteriors`, as `labelling.classify_features`
+    computes them, without the cross-validation and the count's interval it adds)."""
     pool = np.flatnonzero(np.isin(parts, sorted(fit)))
     target = feats.subset(np.flatnonzero(parts == on))
     out = []
     for r in range(repeats):
         pick = pool[sample_per_class(feats.labels[pool], N_PER_CLASS, np.random.default_rng(r))]
-        result = classify_features(feats.subset(pick), target, classifier)
-        out.append(float(balanced_accuracy_score(target.labels, result.proba.argmax(axis=1))))
+        proba, _ = posteriors(classifier, feats.features[pick], feats.labels[pick],
+                              target.features, len(feats.class_names))
+        out.append(float(balanced_accuracy_score(target.labels, proba.argmax(axis=1))))
     return out
 
 
