@@ -88,6 +88,7 @@ def add_image_size_flag(parser: argparse.ArgumentParser) -> None:
         type=_image_size,
         default=None,
         help="S: resize every image to SxS (any S >= 1); native: every image at exactly its "
-        "own size (the paper's protocol); default: the encoder's input_size if it has one, "
-        "else native size rounded to multiples of 32",
+        "own size (the paper's protocol); default: the encoder's input_size if it has one "
+        "(with its crop rule when its file has one: only the cell), else native size rounded "
+        "to multiples of 32",
     )

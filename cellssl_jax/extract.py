@@ -10,10 +10,12 @@ encoder_sha256, skipped, read_size), features.skipped.csv (unreadable images, sk
 features.flagged.csv (doubtful ones: greyscale, transparent, far larger than the read size;
 kept) when there are any, and extract.log.
 
-Image size (cellssl_jax/featurize): by default the encoder's `input_size`, else each image's
-native size rounded to multiples of 32; `--image_size S` forces S x S, `--image_size native`
-reads every image at exactly its own size (the paper's protocol). Images of one shape are
-batched together and every batch is padded to `--batch_size`, so each shape compiles once.
+Image size (cellssl_jax/featurize): by default the encoder's `input_size` (and, when its file
+has one, its crop rule: only the cell, at that scale, e.g. the bundled encoder's), else each
+image's native size rounded to multiples of 32; `--image_size S` forces S x S of the whole
+image, `--image_size native` reads every image at exactly its own size (the paper's protocol).
+Images of one shape are batched together and every batch is padded to `--batch_size`, so each
+shape compiles once.
 
 Features cache (cellssl_jax/cache.py): the encoder's row of each image is kept, keyed by the
 image's pixels, the encoder's sha256 and the read size, so no job encodes a cell twice;
