@@ -66,9 +66,14 @@ def nearest_free(x: np.ndarray, centres: np.ndarray, free: np.ndarray) -> np.nda
 
 
 def represented(x: np.ndarray, picks: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """How many of the cells `rows` (a mask) have each pick as their nearest pick (one [N] row
-    per pick: no [N, picks, dims] temporary)."""
-    nearest = np.argmin([((x - p) ** 2).sum(-1) for p in x[picks]], axis=0)
+    """How many of the cells `rows` (a mask) have each pick as their nearest pick (a running
+    minimum over the picks: memory of one [N] row, whatever the number of picks)."""
+    best = np.full(len(x), np.inf)
+    nearest = np.zeros(len(x), np.int64)
+    for k, p in enumerate(x[picks]):
+        d = ((x - p) ** 2).sum(-1)
+        closer = d < best  # strict: ties keep the earlier pick, as argmin does
+        best[closer], nearest[closer] = d[closer], k
     return np.bincount(nearest[rows], minlength=len(picks))
 
 
