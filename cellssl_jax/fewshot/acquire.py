@@ -38,7 +38,8 @@ from cellssl_jax.fewshot.classifiers import pipeline
 from cellssl_jax.proposals import propose, selection_space
 
 REASONS = ("seed", "uncertain", "short class")
-TYPICAL_CELLS = 32  # labels before the classifier's doubts lead (chosen on validation: docs/)
+# The defaults were set before measuring and not tuned (docs/measurements/2026-12-04_select_next)
+TYPICAL_CELLS = 32  # labels before the classifier's doubts lead
 EXPLORE = 0.25  # share of each later batch that stays typical + diverse
 SHORT_POWER = 1.0  # how strongly doubts are weighted toward classes with fewer labels
 CANDIDATES = 10  # doubtful cells considered per proposed cell (diversity within a batch)
