@@ -69,7 +69,7 @@ from cellssl_jax.fewshot.transduce import semi_supervised_lda, spread
 
 PRESET = "paper-code"
 LEGACY_METHOD = "svm"  # `classify` before issue 21: the paper's SVM, classify and count
-DEFAULT_METHOD = "lr"  # replaced by validation's choice (docs/LAB_COUNT.md)
+DEFAULT_METHOD = "lr+fold+sslda+ens+gate+em"  # validation's choice (docs/LAB_COUNT.md)
 CV_FOLDS = 5
 SELF_ROUNDS = 3
 SSLDA_GATE = 0.6  # cross-validated balanced accuracy below which `gate` skips sslda
