@@ -62,6 +62,9 @@ SLOW = (
     "test_extract.py::test_extract_folder_matches_encoder_and_lists_skipped",
     "test_scripts.py::test_help",
     "test_fewshot_differential.py::test_two_labelled_cells_per_class_and_a_large_folder",
+    "test_fewshot_lab.py::test_protocol_scores_every_method_on_the_same_draws",
+    "test_evaluate.py::test_lab_protocol_cli_writes_its_report_and_checks_its_input",
+    "test_classify.py::test_counts_carry_a_95_percent_interval_and_the_old_rule_is_one_flag_away",
 )
 
 
