@@ -177,3 +177,10 @@ def test_cli_label_errors_are_named(tmp_path):
             run_select(tmp_path, "--labels", str(labels), "--budget", "4", *extra)
     with pytest.raises(SystemExit, match="does not exist"):
         run_select(tmp_path, "--labels", str(tmp_path / "none.csv"), "--budget", "4")
+    both = tmp_path / "both" / "y"  # the same cell as "x" in the CSV and "y" in the folder
+    both.mkdir(parents=True)
+    shutil.copy(SAMPLE / "unlabelled" / "cell_000.jpg", both / "copy.jpg")
+    labels.write_text("file,class\ncell_000.jpg,x\n")
+    with pytest.raises(SystemExit, match="cell_000.jpg is labelled x, and y in --labelled"):
+        run_select(tmp_path, "--labels", str(labels), "--labelled", str(both.parent),
+                   "--budget", "4")  # fmt: skip
