@@ -3,23 +3,20 @@ each class's percent with a 95 % interval. The one library entry point (`differe
 `classify`, the demo and the browser page; `fewshot/lab.py` scores the methods against each
 other.
 
-A method is named by its steps, in the order they run, joined by "+":
+A method is named by its steps joined by "+" (any order in the name; they run in this order):
+  l2               centre every cell on the labelled classes' mean (the mean of the class
+                   means, so it does not move with the folder's mix) and L2-normalise it;
+  fold             fit the PowerTransformer -> PCA on labelled + folder cells (unsupervised,
+                   so the transform sees the folder's spread, not only a few dozen cells);
   <classifier>     svm | lr | knn: the paper-code pipeline (PowerTransformer -> PCA ->
                    classifier, class_weight="balanced"), fitted on the labelled cells
                    (`classifiers.py`; the SVM's posteriors calibrated by Platt scaling);
-  l2               first centre every cell on the labelled classes' mean (the mean of the
-                   class means, so it does not move with the folder's mix) and L2-normalise it
-                   (cosine geometry, as DINO's own k-NN probe uses);
-  fold             fit the PowerTransformer -> PCA on labelled + folder cells (unsupervised,
-                   so the transform sees the folder's spread, not only a few dozen cells);
   self             self-training: refit the classifier with the folder cells it is surest of,
                    the same number per class (so the labels' balance is kept), SELF_ROUNDS
                    rounds, each adding as many cells per class as were labelled;
-  rebal            after spread: divide the spread posteriors by their folder mean (the class
-                   sizes spreading adopted) so labels follow balanced priors again;
   sslda            replace the classifier's posteriors by a semi-supervised LDA fitted by EM on
-                   labelled + folder cells (`transduce.semi_supervised_lda`); its mixing
-                   weights are an estimate of the count (used by em as its start);
+                   labelled + folder cells (`transduce.semi_supervised_lda`; without a prior
+                   step its mixing weights are the count);
   gate             with sslda: use it only when the classifier's cross-validated balanced
                    accuracy on the labelled cells reaches SSLDA_GATE (EM on a Gaussian model
                    helps where classes form clusters, and drifts where the features barely
@@ -27,9 +24,11 @@ A method is named by its steps, in the order they run, joined by "+":
   ens              with sslda: the geometric mean of the classifier's and sslda's posteriors
                    (the classifier is better with many labels, sslda with few);
   cal              temperature-scale the posteriors, the temperature fitted on the labelled
-                   cells' cross-validated posteriors (calibration for em; lr and knn only);
+                   cells' cross-validated posteriors (lr and knn only);
   spread           label spreading over a k-NN graph of labelled + folder cells, the folder
-                   cells starting from the classifier's posteriors (`transduce.py`);
+                   cells starting from the posteriors so far (`transduce.spread`);
+  rebal            after spread: divide the spread posteriors by their folder mean (the class
+                   sizes spreading adopted) so labels follow balanced priors again;
   em[P]            Saerens' EM prior correction with P pseudo-cells per class (default 1), on
                    the balanced-prior posteriors (after sslda / ens / cal, before spread, whose
                    posteriors already carry the folder's class sizes);
