@@ -44,11 +44,19 @@ SCRIPT = textwrap.dedent(
     s_state, s_loss = run("shard_map")
     assert int(p_state.step) == int(s_state.step) == K
     np.testing.assert_allclose(p_loss, s_loss, rtol=1e-6)
+    # The class-attention key bias has no gradient (softmax is invariant to it): AdamW turns the
+    # float noise of its zero gradient, reduced in another order by each driver, into steps of up
+    # to lr either way (as tests/test_multihost.py). It must stay noise-sized; every other leaf
+    # agrees.
+    lr = c.optim.lr * c.batch_size / 256
     worst, moved = 0.0, 0
     for (path, a), b, a0 in zip(jax.tree_util.tree_leaves_with_path(p_state),
                                 jax.tree.leaves(s_state), jax.tree.leaves(state)):
-        a, b = np.asarray(a), np.asarray(b)
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+        name, a, b = jax.tree_util.keystr(path), np.asarray(a), np.asarray(b)
+        if name.startswith(".params") and "cls_attn_blocks" in name and "['k']['bias']" in name:
+            assert max(np.abs(a).max(), np.abs(b).max()) <= K * lr, name
+            continue
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
         if a.dtype.kind == "f":
             worst = max(worst, float(np.abs(a - b).max()))
             moved += int(not np.array_equal(a, np.asarray(a0)))

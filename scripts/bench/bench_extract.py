@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("--compare", choices=("timm", "read"), default="timm")
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
     read = parser.add_argument_group("--compare read")
-    read.add_argument("--images", help="a folder of cells (e.g. ../shared/data/acevedo_pbc_dev)")
+    read.add_argument("--images", help="a folder of cells (e.g. the shared PBC dev cells)")
     read.add_argument("--encoder", help="an encoder file (default: the bundled one)")
     read.add_argument("--features", default="xcit+colorhist", help="the featurizer's kind")
     read.add_argument("--reads", default="whole,file",
