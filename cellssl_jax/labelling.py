@@ -162,21 +162,29 @@ def write_outputs(result: Result, out: Path, root: Path, review: int) -> dict[st
     return files
 
 
+def labelled_folder(folder: str | Path) -> FolderSource:
+    """A `--labelled` folder's scan: it must exist and hold one sub-folder per class."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--labelled folder {folder} does not exist")
+    source = FolderSource(folder)
+    if not source.class_names:
+        raise ValueError(
+            f"--labelled {folder} holds loose images; it needs one sub-folder "
+            "per class (<labelled>/<class>/<image>)"
+        )
+    return source
+
+
 def check_folders(
     labelled: str | Path, unlabelled: str | Path, method: str = DEFAULT_METHOD
 ) -> tuple[FolderSource, FolderSource]:
     """Everything that can be checked before the slow part (features) -> the folders' scans."""
     Method.parse(method)
-    labelled, unlabelled = Path(labelled), Path(unlabelled)
-    for role, folder in (("labelled", labelled), ("unlabelled", unlabelled)):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"--{role} folder {folder} does not exist")
-    train_source = FolderSource(labelled)
-    if not train_source.class_names:
-        raise ValueError(
-            f"--labelled {labelled} holds loose images; it needs one sub-folder "
-            "per class (<labelled>/<class>/<image>)"
-        )
+    train_source = labelled_folder(labelled)
+    unlabelled = Path(unlabelled)
+    if not unlabelled.is_dir():
+        raise FileNotFoundError(f"--unlabelled folder {unlabelled} does not exist")
     check_classes(train_source.class_names, train_source.folder.labels, str(labelled), "")
     return train_source, FolderSource(unlabelled)  # an empty folder is an error here
 

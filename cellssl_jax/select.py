@@ -46,6 +46,7 @@ from cellssl_jax.data.reading import FolderSource
 from cellssl_jax.featurize import DEFAULT_KIND, featurize_folder, make_featurizer
 from cellssl_jax.fewshot.acquire import TYPICAL_CELLS, Proposal, next_batch
 from cellssl_jax.fewshot.features import Features
+from cellssl_jax.labelling import labelled_folder
 from cellssl_jax.logs import job
 from cellssl_jax.proposals import METHODS, propose
 from cellssl_jax.splits import file_id
@@ -89,19 +90,6 @@ def read_labels_csv(path: Path) -> list[tuple[str, str]]:
     if empty:
         raise ValueError(f"--labels {path}: a row without file or class ({len(empty)} rows)")
     return rows
-
-
-def check_labelled_folder(folder: Path) -> FolderSource:
-    """A labelled folder as classify takes it: one sub-folder per class."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--labelled folder {folder} does not exist")
-    source = FolderSource(folder)
-    if not source.class_names:
-        raise ValueError(
-            f"--labelled {folder} holds loose images; it needs one sub-folder per class "
-            "(<labelled>/<class>/<image>)"
-        )
-    return source
 
 
 def gather_labels(
@@ -176,7 +164,7 @@ def run(
     if typical_cells < 0:
         raise ValueError(f"--typical_cells must be >= 0, got {typical_cells}")
     rows = read_labels_csv(Path(labels)) if labels is not None else []
-    folder_source = check_labelled_folder(Path(labelled)) if labelled is not None else None
+    folder_source = labelled_folder(labelled) if labelled is not None else None
     source = FolderSource(images)
     if budget > len(source):
         raise ValueError(
