@@ -3,7 +3,7 @@
 Copies the bundled sample's 100 unlabelled cells into a temporary folder, starts the page
 (`python -m cellssl_jax.app FOLDER`, colour histograms unless --features), sets the PBC classes,
 labels 3 cells per class by their true class through the API, classifies, and photographs the
-label, classify, review and export screens. Needs chromium and chromedriver (Debian:
+classes, label, classify, review and export screens. Needs chromium and chromedriver (Debian:
 `apt-get install -y chromium chromium-driver`) and selenium (the test extra).
 
     python scripts/release/app_screenshots.py                 # -> docs/images/
@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
         wait.until(lambda d: "select proposes" in d.find_element(By.ID, "source").text)
         time.sleep(1.0)  # thumbnails
         shots.append(shoot(driver, args.out / "app_label.jpg"))
+        driver.find_element(By.ID, "tab-classes").click()
+        time.sleep(0.5)
+        shots.append(shoot(driver, args.out / "app_classes.jpg"))
         driver.find_element(By.ID, "tab-classify").click()
         driver.find_element(By.ID, "run-classify").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#job-classify[data-state=done]"))
