@@ -17,9 +17,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
+from key_bias import assert_same_training
 from PIL import Image
 
 from cellssl_jax.data.pipeline import host_batches
@@ -161,18 +161,11 @@ def test_two_processes_train_as_one(tmp_path, parallel="pmap"):
 
     # same training: losses and the restored checkpoints (written by 2 processes, read by 1)
     np.testing.assert_allclose(_losses(multi_dir), _losses(single_dir), rtol=1e-5)
-    # The class-attention key bias has no gradient (softmax is invariant to it): the float noise
-    # of its zero gradient, summed in another order by gloo, AdamW turns into steps of up to lr
-    # either way. It must stay noise-sized; every other leaf, optimiser state included, agrees.
+    # every leaf, optimiser state included, agrees but the class-attention key bias, which may
+    # differ within STEPS x lr (gloo sums its zero gradient's noise in another order;
+    # tests/key_bias.py)
     lr = OVERRIDES["optim.lr"] * OVERRIDES["batch_size"] / 256
-    a, b = _restore(multi_dir), _restore(single_dir)
-    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b),
-                            strict=True):
-        name, x, y = jax.tree_util.keystr(path), np.asarray(x), np.asarray(y)
-        if name.startswith(".params") and "cls_attn_blocks" in name and "['k']['bias']" in name:
-            assert max(np.abs(x).max(), np.abs(y).max()) <= STEPS * lr, name
-        else:
-            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert_same_training(_restore(multi_dir), _restore(single_dir), STEPS, lr)
 
 
 @pytest.mark.parametrize("process_count", [2, 4])
