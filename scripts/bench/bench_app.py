@@ -11,10 +11,14 @@ Then over HTTP, as a browser does (6 keep-alive connections at once):
 - warm page: the same 100 again (the thumbnails cache on disk; a browser with the
   `immutable` header does not even ask), and revalidated (If-None-Match -> 304);
 - key press: POST /api/label, one at a time (each committed to SQLite with fsync before the
-  answer), `--keys` presses, and undo.
+  answer), `--keys` presses, and undo;
+- refit: a correction (which refits, as on the review screen) on the labels left after the
+  undos, then `--refits` more corrections: from the POST to the classify job's end (the
+  review's predictions of every cell ready), and the job's own seconds.
 
     python scripts/bench/bench_app.py --out runs/bench_app                 # 10,000 cells
     python scripts/bench/bench_app.py --out runs/bench_app --cells 2000
+    python scripts/bench/bench_app.py --out runs/bench_app --cells 5000 --pages 1 --keys 300
 """
 
 from __future__ import annotations
@@ -96,6 +100,24 @@ def fetch_page(clients: list[Client], names: list[str],
     return seconds, seen
 
 
+def refit(client: Client, name: str, label: str) -> tuple[float, float]:
+    """A correction of `name` (the server queues classify for it) -> (wall seconds from the
+    POST to the classify job's end, the job's own seconds)."""
+    before = json.loads(client.get("/api/version")[1])["jobs"]["classify"]["runs"]
+    start = time.perf_counter()
+    status, body = client.post("/api/label", {"file": name, "label": label, "kind": "correction"})
+    assert status == 200, body
+    while True:
+        job = json.loads(client.get("/api/version")[1])["jobs"]["classify"]
+        if job["runs"] > before and job["state"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    seconds = time.perf_counter() - start
+    if job["state"] != "done":
+        raise SystemExit(f"classify failed: {job['error']}")
+    return seconds, job["seconds"]
+
+
 def summary(values: list[float]) -> dict:
     values = sorted(values)
     return {"median_ms": 1000 * statistics.median(values),
@@ -110,6 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cells", type=int, default=10_000, help="cells in the folder")
     parser.add_argument("--pages", type=int, default=5, help="cold pages of 100 to time")
     parser.add_argument("--keys", type=int, default=300, help="key presses to time")
+    parser.add_argument("--refits", type=int, default=3,
+                        help="refits (corrections) to time after the first")
     args = parser.parse_args(argv)
     folder = args.out / f"cells_{args.cells}"
     names = make_folder(folder, args.cells)
@@ -175,6 +199,15 @@ def main(argv: list[str] | None = None) -> dict:
             status, body = clients[0].post("/api/undo", {})
             undos.append(time.perf_counter() - start)
             assert status == 200 and json.loads(body)["undone"], body
+
+        labelled = args.keys - min(50, args.keys)
+        refits, refit_jobs = [], []
+        for i in range(args.refits + 1):  # the first refit also fills caches: timed apart
+            seconds, job_seconds = refit(clients[0], names[labelled + i], f"c{i % 8}")
+            refits.append(seconds)
+            refit_jobs.append(job_seconds)
+            print(f"refit {i} on {labelled + i + 1} labels: {seconds:.2f} s "
+                  f"(job {job_seconds:.2f} s)")
     finally:
         proc.terminate()
         proc.wait(30)
@@ -186,6 +219,9 @@ def main(argv: list[str] | None = None) -> dict:
         "page_of_100_revalidated_304_ms": summary(revalidated),
         "key_press_label_ms": summary(keys),
         "undo_ms": summary(undos),
+        "first_refit_s": round(refits[0], 2),
+        "refit_ms": summary(refits[1:]) if refits[1:] else None,
+        "refit_job_s": refit_jobs,
         "connections": CONNECTIONS,
         "load_average_after": os.getloadavg(),
     }
