@@ -10,8 +10,10 @@ they need.
 
 Location: $CELLSSL_CACHE, else ~/.cache/cellssl_jax/features; jobs bypass it with
 `--no_cache`. JAX's persistent compilation cache lives under the same root (`jax/`), so a lab
-job's second run on new cells skips compiling the encoder (`compilation_cache`); `--no_cache`
-turns it off too, and $CELLSSL_COMPILATION_CACHE=0 turns off only it.
+job's second run on new cells skips compiling the encoder (`compilation_cache`), and beside it
+(`jax_export/`) the encoder's traced and lowered function per batch shape, so that run skips
+tracing it too (`encoder.export_cache`); `--no_cache` turns both off, and
+$CELLSSL_COMPILATION_CACHE=0 turns off only them.
 Delete the folder to empty it. A table is a folder of npz shards (`keys` [N],
 `features` [N, D]), each written whole under a unique name, so concurrent jobs never see a
 half-written file; many shards are merged on load.
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 ENV = "CELLSSL_CACHE"
 COMPILATION_ENV = "CELLSSL_COMPILATION_CACHE"  # "0" / "off" / "false" / "no": compile afresh
 COMPILATION_FOLDER = "jax"  # JAX's compilation cache, under the features cache root
+EXPORT_FOLDER = "jax_export"  # the encoder's traced + lowered functions (encoder.export_cache)
 MERGE_ABOVE = 32  # shards in a table before they are merged into one
 
 

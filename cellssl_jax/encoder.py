@@ -15,7 +15,11 @@ the token-merging fast path (models/xcit_pool.py: patch tokens merged 2 x 2 afte
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import logging
+import os
+import uuid
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +35,8 @@ from cellssl_jax.models.xcit_pool import pooled_apply
 
 DEFAULT_ENCODER = Path(__file__).parent / "assets" / "encoder_default.msgpack"
 FORMAT_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 def save_encoder(
@@ -141,6 +147,10 @@ class Encoder:
             raise ValueError(f"{path}: merge_tokens_after must be a block index >= 0, "
                              f"got {merge!r}")
         self.merge_tokens_after: int | None = merge
+        # where `embed` keeps its traced and lowered function per batch shape (jax.export),
+        # so a later process skips tracing it; None: traced in every process (`export_cache`)
+        self.export_dir: Path | None = None
+        self._exported: dict[tuple, Any] = {}
 
     @property
     def dim(self) -> int:
@@ -170,6 +180,43 @@ class Encoder:
 
         return jax.jit(run)
 
+    def export_name(self, shape: tuple[int, ...], dtype: Any) -> str:
+        """The file name of `embed`'s exported function for input `shape`: keyed by the
+        encoder file's sha256 (weights, model config, merge fast path), the input shape and
+        dtype, JAX's version and the backend."""
+        shape_s = "x".join(map(str, shape))
+        return (f"embed-{self.sha256[:32]}-{shape_s}-{np.dtype(dtype).name}-"
+                f"jax{jax.__version__}-{jax.default_backend()}.jaxexport")
+
+    def _exported_embed(self, images: np.ndarray):
+        """`embed`'s function for this input shape from `export_dir` (exported and saved there
+        on the first call of any process), jitted; None when it cannot be had (then `embed`
+        traces as usual)."""
+        key = (images.shape, images.dtype.str)
+        if key in self._exported:
+            return self._exported[key]
+        fn = None
+        path = self.export_dir / self.export_name(images.shape, images.dtype)
+        try:
+            if path.is_file():
+                exported = jax.export.deserialize(bytearray(path.read_bytes()))
+                log.info("encoder function for %s from the export cache %s",
+                         "x".join(map(str, images.shape)), path.parent)
+            else:
+                spec = jax.ShapeDtypeStruct(images.shape, images.dtype)
+                exported = jax.export.export(jax.jit(self._embed))(self.variables, spec)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+                tmp.write_bytes(exported.serialize())
+                os.replace(tmp, path)  # whole or absent for a concurrent job
+                log.info("encoder function for %s saved to the export cache %s",
+                         "x".join(map(str, images.shape)), path.parent)
+            fn = jax.jit(exported.call)
+        except Exception as err:  # an unreadable or foreign file: trace as usual
+            log.warning("encoder export cache %s not used (%s)", path, err)
+        self._exported[key] = fn
+        return fn
+
     def _check(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -188,7 +235,8 @@ class Encoder:
         images = self._check(images_uint8)
         if len(images) == 0:
             return np.zeros((0, self.dim), np.float32)
-        return np.asarray(self._embed(self.variables, images), dtype=np.float32)
+        fn = self._exported_embed(images) if self.export_dir is not None else None
+        return np.asarray((fn or self._embed)(self.variables, images), dtype=np.float32)
 
     def __repr__(self) -> str:
         return (f"Encoder({self.name!r}, arch={self.arch}, dim={self.dim}, "
@@ -217,5 +265,19 @@ def load_encoder(path: str | Path | None = None) -> Encoder:
         raise ValueError(f"{path} is not a cellssl-jax encoder file ({err})") from err
     if missing:
         raise ValueError(f"{path}: encoder meta lacks {sorted(missing)}")
-    variables = jax.tree_util.tree_map(jnp.asarray, dict(variables))
+    # one transfer (jnp.asarray per leaf compiled a small conversion per weight shape)
+    variables = jax.device_put(dict(variables))
     return Encoder(path, meta, variables, hashlib.sha256(payload).hexdigest())
+
+
+def export_cache(encoder: Encoder, folder: str | Path | None) -> Path | None:
+    """Keep `encoder.embed`'s traced and lowered function per batch shape in `folder`
+    (jax.export, beside JAX's compilation cache under the features cache root), so a later
+    process deserialises it instead of tracing the model: with the compilation cache, a second
+    run neither traces nor compiles the encoder. None, or no `flatbuffers` (jax.export's
+    serialisation needs it): the encoder traces in every process, as before."""
+    if folder is None or importlib.util.find_spec("flatbuffers") is None:
+        encoder.export_dir = None
+    else:
+        encoder.export_dir = Path(folder)
+    return encoder.export_dir

@@ -142,27 +142,41 @@ def test_extract_select_and_read_size_share_the_cache_correctly(
 
 
 def test_second_job_takes_the_compiled_encoder_from_the_compilation_cache(tmp_path):
-    """JAX's compilation cache under the features cache root: the first run writes it, a run on
-    other cells reads it (no new entry); $CELLSSL_COMPILATION_CACHE=0 or --no_cache: none."""
+    """JAX's compilation cache under the features cache root, and beside it the encoder's
+    exported (traced + lowered) function: the first run writes both, a run on other cells reads
+    both (no new entry, a compilation cache hit, the model not traced);
+    $CELLSSL_COMPILATION_CACHE=0 or --no_cache: neither."""
     import os
     import subprocess
     import sys
 
-    def extract_run(cells: str, out: str, env: dict, *flags: str) -> None:
-        subprocess.run([sys.executable, "-m", "cellssl_jax.extract", "--images",
-                        str(SAMPLE / "labelled" / cells), "--out", str(tmp_path / out),
-                        "--features", "xcit", *flags],
-                       env={**os.environ, **env}, check=True, capture_output=True)
+    def extract_run(cells: str, out: str, env: dict, *flags: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cellssl_jax.extract", "--images",
+             str(SAMPLE / "labelled" / cells), "--out", str(tmp_path / out), "--features",
+             "xcit", *flags],
+            env={**os.environ, "JAX_LOG_COMPILES": "1", **env}, check=True,
+            capture_output=True, text=True)
+        return proc.stderr
 
     root = tmp_path / "cache"
-    compiled = root / cache.COMPILATION_FOLDER
-    extract_run("eosinophil", "a", {cache.ENV: str(root)})
-    entries = set(compiled.iterdir())
+    compiled, exported = root / cache.COMPILATION_FOLDER, root / cache.EXPORT_FOLDER
+    log = extract_run("eosinophil", "a", {cache.ENV: str(root)})
+    entries, functions = set(compiled.iterdir()), set(exported.iterdir())
     assert entries  # the encoder's executable, at least
-    extract_run("lymphocyte", "b", {cache.ENV: str(root)})
+    assert len(functions) == 1 and "saved to the export cache" in log  # one batch shape
+    log = extract_run("lymphocyte", "b", {cache.ENV: str(root)})
     assert set(compiled.iterdir()) == entries  # same shapes: nothing compiled anew
+    assert set(exported.iterdir()) == functions
+    assert "from the export cache" in log and "Persistent compilation cache hit" in log
+    assert "Finished tracing run" not in log  # the model itself was not traced again
     off = tmp_path / "off"
     extract_run("platelet", "c", {cache.ENV: str(off), cache.COMPILATION_ENV: "0"})
     assert off.is_dir() and not (off / cache.COMPILATION_FOLDER).exists()  # features only
-    extract_run("platelet", "d", {cache.ENV: str(tmp_path / "none")}, "--no_cache")
+    assert not (off / cache.EXPORT_FOLDER).exists()
+    extract_run("lymphocyte", "d", {cache.ENV: str(tmp_path / "none")}, "--no_cache")
     assert not (tmp_path / "none").exists()
+    # the exported function computes the same features as the model traced afresh
+    np.testing.assert_allclose(load_features(tmp_path / "b" / "features.npz").features,
+                               load_features(tmp_path / "d" / "features.npz").features,
+                               atol=1e-6)

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cellssl_jax import colorhist
-from cellssl_jax.cache import FeatureTable, compilation_cache, pixel_key
+from cellssl_jax.cache import EXPORT_FOLDER, FeatureTable, compilation_cache, pixel_key
 from cellssl_jax.data.reading import resize_rgb
 from cellssl_jax.feature_kinds import DEFAULT_KIND, KINDS, NATIVE
 from cellssl_jax.featurize.crop import CropRule
@@ -284,17 +284,21 @@ def make_featurizer(
 ) -> Featurizer:
     """The featurizer of a kind name (KINDS). `encoder`: a loaded Encoder, an encoder file or
     None (the bundled one), loaded only when `kind` needs it; `cache`: the features cache
-    folder (None: no cache), also where JAX's compilation cache goes (cache.compilation_cache)."""
+    folder (None: no cache), also where JAX's compilation cache goes (cache.compilation_cache)
+    and, beside it, the encoder's exported function (encoder.export_cache)."""
     check_image_size(image_size)
     if not needs_encoder(kind):
         return ColourHistogram(batch_size)
     compiled = compilation_cache(cache)  # before anything compiles
-    if compiled is not None:
-        log.info("compilation cache %s", compiled)
+    log.info("compilation cache %s", compiled or "off")
     if encoder is None or isinstance(encoder, str | Path):
         from cellssl_jax.encoder import load_encoder  # JAX only when needed
 
         encoder = load_encoder(encoder)
         log.info("encoder %s (%s, sha256 %s)", encoder.name, encoder.arch, encoder.sha256[:12])
+    if compiled is not None:
+        from cellssl_jax.encoder import export_cache
+
+        export_cache(encoder, Path(cache) / EXPORT_FOLDER)
     features = EncoderFeatures(encoder, batch_size, image_size, cache)
     return features if kind == "xcit" else Concat([features, ColourHistogram(batch_size)])
