@@ -7,6 +7,7 @@ the task, as `fewshot/` is for the paper's protocols on features files.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,8 +201,8 @@ def classify_folders(
 ) -> tuple[dict, Result]:
     """Featurize both folders (features files under `out`), fit on the labelled cells,
     classify the unlabelled ones and write predictions, counts, review list and skipped/flagged
-    lists -> (the summary also written to `<out>/summary.json`, the predictions).
-    `sources`: check_folders' result, when checked already."""
+    lists (`classify_and_write`) -> (the summary also written to `<out>/summary.json`, the
+    predictions). `sources`: check_folders' result, when checked already."""
     train_source, test_source = sources or check_folders(labelled, unlabelled, method)
     labelled, unlabelled, out = Path(labelled), Path(unlabelled), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -211,20 +212,47 @@ def classify_folders(
     test, test_stats = featurize_folder(
         unlabelled, featurizer, out / "unlabelled_features.npz", source=test_source
     )
+    return classify_and_write(
+        train, test, out, labelled, unlabelled, method, review,
+        skipped=[*train_stats["skipped_files"], *test_stats["skipped_files"]],
+        flagged=[*train_stats["flagged_files"], *test_stats["flagged_files"]],
+        encoded=train_stats["encoded"] + test_stats["encoded"],
+        cached=train_stats["from_cache"] + test_stats["from_cache"],
+    )
+
+
+def classify_and_write(
+    train: Features,
+    test: Features,
+    out: str | Path,
+    labelled: str | Path,
+    unlabelled: str | Path,
+    method: str = DEFAULT_METHOD,
+    review: int = 20,
+    skipped: Sequence[tuple[str, str]] = (),
+    flagged: Sequence[tuple[str, str]] = (),
+    encoded: int = 0,
+    cached: int = 0,
+) -> tuple[dict, Result]:
+    """`classify_features` on features already made, then `write_outputs` under `out` (names
+    relative to the `unlabelled` folder), the skipped and flagged lists ((file, reason) pairs,
+    when any) and `<out>/summary.json` -> (the summary, the predictions). What `classify` writes
+    after its extraction; the lab page calls it on the features it holds. `encoded`/`cached`:
+    the cells the extraction encoded / read from the features cache, for the summary."""
+    out = Path(out)
     result = classify_features(train, test, method)
-    files = write_outputs(result, out, unlabelled, review)
-    skipped = [*train_stats["skipped_files"], *test_stats["skipped_files"]]
+    files = write_outputs(result, out, Path(unlabelled), review)
+    skipped, flagged = list(skipped), list(flagged)
     if skipped:
         files["skipped"] = write_csv(out / "skipped.csv", ["file", "reason"], skipped)
-    flagged = [*train_stats["flagged_files"], *test_stats["flagged_files"]]
     if flagged:
         files["flagged"] = write_csv(out / "flagged.csv", ["file", "reason"], flagged)
     counts = result.counts()
     summary = {
         "labelled": str(labelled),
         "unlabelled": str(unlabelled),
-        "features": featurizer.name,
-        "features_sha256": featurizer.sha256,
+        "features": train.encoder,
+        "features_sha256": train.encoder_sha256,
         "method": method,
         "classifier": Method.parse(method).classifier,
         "preset": PRESET,
@@ -233,8 +261,8 @@ def classify_folders(
         "classified_cells": int(len(test.paths)),
         "skipped": [s for s, _ in skipped],
         "flagged": [list(f) for f in flagged],
-        "encoded_cells": train_stats["encoded"] + test_stats["encoded"],
-        "cached_cells": train_stats["from_cache"] + test_stats["from_cache"],
+        "encoded_cells": int(encoded),
+        "cached_cells": int(cached),
         "cv": result.cv_name,
         "cv_accuracy": result.cv_accuracy,
         "cv_balanced_accuracy": result.cv_balanced_accuracy,

@@ -176,8 +176,10 @@ def read_csv(path: Path) -> list[list[str]]:
 
 
 @pytest.mark.slow  # classify, select and the page's jobs: ~40 s on the shared 2 cores
-def test_classify_review_correct_export_equals_the_command_line(tmp_path, features_cache):
+def test_classify_review_correct_export_equals_the_command_line(tmp_path, features_cache,
+                                                                monkeypatch):
     from cellssl_jax import classify, select
+    from cellssl_jax.data import reading
 
     folder = tmp_path / "cells"
     truth = sample_cells(folder, 60)
@@ -201,6 +203,11 @@ def test_classify_review_correct_export_equals_the_command_line(tmp_path, featur
     assert {c["why"] for c in more[16:]} <= set(REASONS)
 
     assert client.get("/api/predictions", **auth()).status_code == 409
+
+    def no_decode(path):  # the page's classify and refits use the features it holds
+        raise AssertionError(f"classify read {path} again")
+
+    monkeypatch.setattr(reading, "read_image", no_decode)
     client.post("/api/jobs/classify", **auth())
     job = ctx.worker.wait("classify")
     assert job.state == "done", job.error
@@ -232,6 +239,7 @@ def test_classify_review_correct_export_equals_the_command_line(tmp_path, featur
     for name in ("predictions.csv", "counts.csv", "review.csv", "summary.json"):
         assert (export / name).is_file()
 
+    monkeypatch.undo()  # the command line reads the images
     cli = tmp_path / "cli"
     classify.main(["--labelled", str(export / "labelled"), "--unlabelled", str(folder),
                    "--features", "colorhist", "--out", str(cli)])

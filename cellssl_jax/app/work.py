@@ -1,9 +1,11 @@
 """The page's long work, off the request path: one worker thread runs one job at a time and
 reports its progress (polled by the page). The jobs call the project's libraries and nothing
 else decides a class: features (`featurize`, with the features cache), the cells to label first
-(`proposals.propose`, as `select`), and classify (`labelling.classify_folders`, the function
-under `python -m cellssl_jax.classify`), run on the labels written out as class sub-folders,
-so the command line on the exported folder gives the page's result.
+(`proposals.propose`, as `select`), and classify (`labelling.classify_and_write`, what
+`python -m cellssl_jax.classify` runs after its extraction) on the features the page holds: the
+labels are written out as class sub-folders and their rows taken in that folder's scan order,
+so the command line on the exported folder gives the page's result without the page decoding
+an image again.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from cellssl_jax.app.cells import Cells
 from cellssl_jax.app.state import UNSURE, StateStore
 from cellssl_jax.featurize import Featurizer, featurize_folder, make_featurizer
 from cellssl_jax.fewshot.acquire import next_batch
-from cellssl_jax.fewshot.features import load_features
-from cellssl_jax.labelling import classify_folders
+from cellssl_jax.fewshot.features import Features, load_features, save_features
+from cellssl_jax.labelling import classify_and_write, labelled_folder
 from cellssl_jax.proposals import propose
 
 log = logging.getLogger("cellssl_jax.app")
@@ -111,6 +113,8 @@ class Worker:
         self.kind, self.encoder, self.cache, self.per_class = kind, encoder, cache, per_class
         self.jobs = {name: Job(name) for name in JOBS}
         self.features = None  # Features of every readable cell of the folder
+        # their extraction's unreadable (skipped) and doubtful (flagged) files: [file, reason]
+        self.feature_notes: dict[str, list] = {"skipped": [], "flagged": []}
         self.queue_names: list[str] = []  # the label screen's cells, proposals first
         self.reasons: dict[str, str] = {}  # why each was proposed (typical, seed, uncertain...)
         self.predictions: dict | None = None  # the review screen's groups (kept across starts)
@@ -187,14 +191,18 @@ class Worker:
         signature = self.cells.signature()
         featurizer = self.featurizer(job)
         key = {"kind": self.kind, "sha256": featurizer.sha256, "cells": signature}
-        if out.exists() and stamp.exists() and json.loads(stamp.read_text()) == key:
+        saved = json.loads(stamp.read_text()) if out.exists() and stamp.exists() else {}
+        if all(saved.get(k) == v for k, v in key.items()):
             self.features = load_features(out)
+            self.feature_notes = {k: saved.get(k, []) for k in self.feature_notes}
             job.message = "features read back from the state folder"
         else:
             job.total, job.message = len(self.cells), f"extracting {self.kind} features"
             self.features, stats = featurize_folder(self.cells.folder, Counting(featurizer, job),
                                                     out)
-            stamp.write_text(json.dumps(key))
+            self.feature_notes = {k: [list(f) for f in stats[f"{k}_files"]]
+                                  for k in self.feature_notes}
+            stamp.write_text(json.dumps({**key, **self.feature_notes}))
             job.message = (f"{stats['images']} cells featurized ({stats['from_cache']} from the "
                            f"features cache, {stats['skipped']} unreadable skipped)")
         job.done = job.total = len(self.features.paths)
@@ -273,13 +281,54 @@ class Worker:
         short = sorted({v for v in labels.values() if v != UNSURE} - set(counts))
         left_out = (f"; left out (fewer than {MIN_CELLS} labels): {', '.join(short)}"
                     if short else "")
-        job.total = sum(counts.values()) + len(self.cells)
-        job.message = "extracting features and fitting the classifier" + left_out
-        summary, result = classify_folders(out / "labelled", self.cells.folder, out,
-                                           Counting(self.featurizer(job), job))
+        if self.features is None:  # classify asked for before the features job ran
+            self._run_features(job)
+        job.message = "fitting the classifier" + left_out
+        train, test = self._labelled_features(out / "labelled", labels), self.features
+        for name, f in (("labelled", train), ("unlabelled", test)):  # as classify leaves them
+            save_features(out / f"{name}_features.npz", f.features, f.labels, f.class_names,
+                          f.paths, f.encoder, f.encoder_sha256, f.skipped, f.read_size)
+        skipped, flagged = self._notes(out / "labelled", labels)
+        summary, result = classify_and_write(train, test, out, out / "labelled",
+                                             self.cells.folder, skipped=skipped,
+                                             flagged=flagged)
         job.done = job.total
         job.message = f"classified {summary['classified_cells']} cells" + left_out
         return summary, result
+
+    def _labelled_features(self, labelled: Path, labels: dict[str, str]) -> Features:
+        """The labelled cells' rows of the held features, as classify would extract them from
+        `labelled` (write_labelled's folder): in the order and with the classes of its scan (a
+        listing, no decode); an unreadable cell has no row, and classify skips it too."""
+        feats = self.features
+        row_of = {n: i for i, n in enumerate(self._feature_names())}
+        cell_of = {(lab, flat_name(n)): n for n, lab in labels.items()}
+        source = labelled_folder(labelled)
+        rows, classes, paths = [], [], []
+        for path, k in zip(source.folder.paths, source.folder.labels, strict=True):
+            name = cell_of[(source.class_names[k], path.name)]
+            if name in row_of:
+                rows.append(row_of[name])
+                classes.append(int(k))
+                paths.append(str(path))
+        return Features(feats.features[rows], np.asarray(classes, dtype=np.int64),
+                        list(source.class_names), paths, feats.encoder, feats.encoder_sha256,
+                        source=str(labelled), read_size=feats.read_size)
+
+    def _notes(self, labelled: Path, labels: dict[str, str]) -> list[list]:
+        """The skipped and flagged files ([file, reason]) as classify lists them: those of the
+        labelled copies first, then the folder's (both from the features job's notes)."""
+        lists = []
+        for kind in ("skipped", "flagged"):
+            notes = [tuple(f) for f in self.feature_notes[kind]]
+            copies = []
+            for file, reason in notes:
+                name = Path(file).relative_to(self.cells.folder).as_posix()
+                copy = labelled / labels.get(name, UNSURE) / flat_name(name)
+                if labels.get(name, UNSURE) != UNSURE and copy.exists():
+                    copies.append((str(copy), reason))
+            lists.append([*sorted(copies), *notes])
+        return lists
 
     def _run_classify(self, job: Job) -> dict:
         """Fit on the labels, classify every cell; the review screen's groups."""
