@@ -39,6 +39,10 @@ flags.DEFINE_float("peak_tflops", 0.0, "accelerator peak TFLOP/s for MFU (0: not
 flags.DEFINE_string("json", "", "append the figures as one JSON line to this file")
 flags.DEFINE_string("profile", "", "write a jax.profiler trace of 3 more steps to this folder")
 flags.DEFINE_integer("top_ops", 5, "how many of the profile's ops to print")
+flags.DEFINE_integer("num_examples", 0,
+                     "images per epoch for the schedules (0: 100 steps an epoch); a run's own "
+                     "count and --config.total_steps give the step that run compiles (shared "
+                     "through a persistent compilation cache)")
 FLAGS = flags.FLAGS
 
 
@@ -82,11 +86,13 @@ def main(argv: list[str]) -> None:
     n_dev = jax.local_device_count()
     if config.batch_size % n_dev:
         raise SystemExit(f"batch_size {config.batch_size} is not a multiple of {n_dev} devices")
-    run = build(config, num_examples=100 * config.batch_size)  # 100 steps an epoch
+    run = build(config, num_examples=FLAGS.num_examples or 100 * config.batch_size)
     arch_kw, student, aug = run.arch_kw, run.student, run.augment
     state = run.init_state()
     par = make_parallel(config.parallel, student=student, teacher=run.teacher, tx=run.tx,
-                        cfg=StepConfig(augment=aug, schedules=run.schedules))
+                        cfg=StepConfig(augment=aug, schedules=run.schedules,
+                                       student_temp=config.dino.student_temp,
+                                       center_momentum=config.dino.center_momentum))
     size = config.data.image_size
     per_dev = config.batch_size // n_dev
     images = np.random.default_rng(0).integers(0, 256, (n_dev, per_dev, size, size, 3), np.uint8)
