@@ -138,11 +138,13 @@ def host_batches(
 
     Steps are global (`HostOrder`); `start_step` starts at that global step. Unreadable images
     are skipped (warned, `reading.read_item`) and the batch filled from the following ones.
-    `workers` reader threads (default: the CPU count, at most 8) keep `prefetch` batches read
-    ahead; `worker_processes` > 0 reads in that many grain worker processes instead (each builds
-    whole batches from its own slice of the stream, so the batches differ from the threaded
-    ones, deterministically for a given count). The iterator's `get_state()` is JSON; after
-    `set_state` it continues exactly where the saved one was (same arguments).
+    `workers` reader threads (default: the CPU count, at most 8) keep `prefetch` images each read
+    ahead (`prefetch` x `workers` in flight: not whole batches, see `read_ahead` below);
+    `worker_processes` > 0 reads in that many grain worker processes instead, each keeping
+    `prefetch` batches ready (each builds whole batches from its own slice of the stream, so the
+    batches differ from the threaded ones, deterministically for a given count). The iterator's
+    `get_state()` is JSON; after `set_state` it continues exactly where the saved one was (same
+    arguments).
     """
     local_devices, process_index, process_count = _device_layout(
         local_devices, process_index, process_count
@@ -156,7 +158,13 @@ def host_batches(
                       process_index=process_index, process_count=process_count,
                       start_step=start_step, num_epochs=num_epochs)
     workers = workers or min(8, os.cpu_count() or 1)
-    read_ahead = prefetch * host_batch  # 0: read in this thread, nothing ahead
+    # Images in flight (0: read in this thread, nothing ahead). Not prefetch x host_batch: grain
+    # 0.2.18 scans its read-ahead buffer up to the first unfinished read at every image it hands
+    # out (PrefetchDatasetIterator._measure_prefetch_depth), in the consumer's thread, so with
+    # readers ahead a buffer of whole batches costs host_batch x buffer lock calls per batch:
+    # 256 x 1024 for bundled_h200, 136-229 ms of the training loop's thread per step on a 2-core
+    # CPU (docs/measurements/2026-12-04_h200_input), the suspected cap of its 566-660 img/s.
+    read_ahead = prefetch * workers
     dataset = (
         order.map(_ReadResized(source, image_size))
         .to_iter_dataset(grain.ReadOptions(num_threads=workers, prefetch_buffer_size=read_ahead))

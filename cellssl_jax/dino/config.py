@@ -24,7 +24,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.tfds_data_dir = ""
     c.data.image_size = 250  # host pipeline resizes every image to this square size (uint8)
     c.data.workers = 0  # grain reader threads (0: the pipeline's default)
-    c.data.prefetch = 2  # batches read ahead
+    c.data.prefetch = 2  # images read ahead per reader thread (batches per worker process)
     c.data.worker_processes = 0  # > 0: grain worker processes read instead (docs/SPEED.md, "Input")
 
     c.model = ml_collections.ConfigDict()
