@@ -20,10 +20,10 @@ from cellssl_jax.featurize import Featurizer, featurize_folder
 from cellssl_jax.featurize.extraction import write_csv
 from cellssl_jax.fewshot.differential import (
     DEFAULT_METHOD,
-    INTERVAL_METHOD,
     PRESET,
     Method,
     differential,
+    interval_method,
 )
 from cellssl_jax.fewshot.features import Features
 
@@ -271,7 +271,7 @@ def classify_and_write(
                             strict=True)),
         "percent_interval95": {c: [round(float(lo), 2), round(float(hi), 2)] for c, lo, hi
                                in zip(result.class_names, result.low, result.high, strict=True)},
-        "count_interval": INTERVAL_METHOD,
+        "count_interval": interval_method(method),
         "outputs": {k: str(v) for k, v in files.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

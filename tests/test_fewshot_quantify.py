@@ -13,6 +13,7 @@ from cellssl_jax.fewshot.quantify import (
     count_interval,
     em_priors,
     fit_temperature,
+    refit_interval,
     reweight,
     temper,
 )
@@ -131,6 +132,43 @@ def test_count_interval_covers_the_truth_and_narrows_with_labels():
         widths[n_lab] = np.mean(w)
     assert np.mean(covered) >= 0.85
     assert widths[50] < widths[5]
+
+
+def test_refit_interval_covers_the_truth_and_narrows_with_labels():
+    """Labelled cells balanced, folder 70/20/10: the refit bootstrap's interval holds each
+    class's true share in most folders and is narrower with 10x the labels."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    means = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+    truth = np.array([0.7, 0.2, 0.1])
+    covered, widths = [], {}
+    for n_lab in (5, 50):
+        w = []
+        for rep in range(12):
+            y_lab = np.repeat(np.arange(3), n_lab)
+            x_lab = means[y_lab] + rng.normal(size=(len(y_lab), 2))
+            y = rng.choice(3, size=600, p=truth)
+            x = means[y] + rng.normal(size=(len(y), 2))
+            low, high = refit_interval(x_lab, y_lab, x, 3, lambda: LogisticRegression(
+                class_weight="balanced"), replicates=60, inflate=1.5, seed=rep)
+            share = np.bincount(y, minlength=3) / len(y)
+            covered.extend((low <= share) & (share <= high))
+            w.append((high - low).mean())
+            assert (0 <= low).all() and (low <= high).all() and (high <= 1).all()
+        widths[n_lab] = np.mean(w)
+    assert np.mean(covered) >= 0.85
+    assert widths[50] < 0.7 * widths[5]
+
+
+def test_refit_interval_rejects_bad_arguments():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = np.zeros((4, 2)), np.array([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="no cells"):
+        refit_interval(x, y, np.zeros((0, 2)), 2, LogisticRegression)
+    with pytest.raises(ValueError, match="inflate"):
+        refit_interval(x, y, x, 2, LogisticRegression, inflate=0.5)
 
 
 def test_temperature_undoes_known_overconfidence():

@@ -18,12 +18,17 @@ the folder's proportions, and the re-weighting of posteriors to them:
 - `count_interval`: a 95 % interval for each class's percent from a parametric bootstrap of
   both sources of error: the folder's cells (multinomial on its predicted counts) and the
   classifier's confusion rates (each row resampled from the labelled cells' cross-validated
-  predictions, Dirichlet with a Jeffreys prior), each replicate pushed through `adjusted_count`.
+  predictions, Dirichlet with a Jeffreys prior), each replicate pushed through `adjusted_count`;
+- `refit_interval`: the same for an EM count, by refitting the classifier on resampled
+  labelled cells and re-running EM on resampled folder cells (the interval `classify` reports
+  with a prior step: docs/LAB_COUNT.md, "The interval").
 
-numpy + scipy only.
+numpy + scipy only (`refit_interval` is handed its classifier).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from scipy.optimize import minimize_scalar, nnls
@@ -161,3 +166,46 @@ def count_interval(
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(draws, [tail, 100 - tail], axis=0)
     return low, high
+
+
+def refit_interval(
+    z_lab: np.ndarray,
+    y_lab: np.ndarray,
+    z_fold: np.ndarray,
+    n_classes: int,
+    make_model: Callable[[], object],
+    replicates: int = 100,
+    level: float = 0.95,
+    inflate: float = 1.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) fractions [C] of a `level` interval for each class's proportion in a folder,
+    by a non-parametric bootstrap of the whole estimate: each replicate resamples the labelled
+    cells within each class and the folder's cells, refits `make_model()` (an unfitted
+    scikit-learn classifier with balanced priors) and runs `em_priors` (1 pseudo-cell per class)
+    on its posteriors. With few labels the classifier's own variation dominates the error, and
+    only a refit sees it. The replicates' central range is widened `inflate` times around their
+    median. Each replicate's share leaves out EM's pseudo-cell, and a lower end under half a
+    cell is 0, so the interval of a class absent from the folder reaches 0."""
+    z_lab, z_fold = np.asarray(z_lab, np.float64), np.asarray(z_fold, np.float64)
+    y_lab = np.asarray(y_lab)
+    if len(z_fold) == 0:
+        raise ValueError("no cells to count")
+    if replicates < 2 or not 0 < level < 1 or inflate < 1:
+        raise ValueError("need replicates >= 2, 0 < level < 1 and inflate >= 1")
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(y_lab == c) for c in np.unique(y_lab)]
+    draws, n = np.empty((replicates, n_classes)), len(z_fold)
+    for b in range(replicates):
+        lab = np.concatenate([rng.choice(m, len(m)) for m in members])
+        fold = rng.integers(0, n, n)
+        model = make_model().fit(z_lab[lab], y_lab[lab])
+        proba = np.zeros((len(fold), n_classes))
+        proba[:, model.classes_] = model.predict_proba(z_fold[fold])
+        # the share of the posterior mass alone, without EM's pseudo-cell
+        draws[b] = np.maximum(em_priors(proba, pseudo=1.0)[0] * (n + n_classes) - 1.0, 0) / n
+    tail = 100 * (1 - level) / 2
+    low, mid, high = np.percentile(draws, [tail, 50, 100 - tail], axis=0)
+    low = mid - inflate * (mid - low)
+    low[low * n < 0.5] = 0.0  # under half a cell: none
+    return np.clip(low, 0, 1), np.clip(mid + inflate * (high - mid), 0, 1)
