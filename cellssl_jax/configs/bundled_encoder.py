@@ -11,7 +11,7 @@ def get_config():
     c = default_config()
     c.data.image_size = 128
     c.data.workers = 16
-    c.data.prefetch = 4
+    c.data.prefetch = 4  # 64 images in flight: a buffer of batches was slow (pipeline.py)
     c.model.arch = "xcit_nano_12_p8"  # 3 M parameters: 12 MB, cheap on a laptop CPU
     c.model.drop_path_rate = 0.0
     c.head.out_dim = 16384

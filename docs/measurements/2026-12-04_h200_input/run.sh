@@ -1,15 +1,17 @@
 #!/bin/bash
-# The one device call of 2026-12-04 (second session): why preset bundled_h200 trained at
-# 566-660 img/s (docs/measurements/2026-12-04_h200). Carried: .whl (pinned wheels, as in
+# The device call prepared on 2026-12-04 (not run: no machine was lent; README.md here): why
+# preset bundled_h200 trained at 566-660 img/s (docs/measurements/2026-12-04_h200), and whether
+# e51a65a (the reader's buffer: 64 images, not 1024) fixes it. Carried: .whl (pinned wheels, as in
 # ../2026-12-04_h200/run.sh), .devdata/h200/cells_128 (the 6,393 cells of 128 px) and
 # .devdata/h200_input (old_pipeline.py = `git show 057e21c:cellssl_jax/data/pipeline.py`, the
 # pre-grain reader; the machine has no git).
 #   OUT=$OUT BUDGET=450 bash docs/measurements/2026-12-04_h200_input/run.sh
 #   1. the reader alone (bench_input.py): 1 thread, grain threads 8/16, grain processes 8/12,
-#      the pre-grain pool 8/16, at batch 256;
+#      the pre-grain pool 8/16, at batch 256; buffer_sweep.py (16 threads, buffers 1024..32);
 #   2. training, STEPS steps each, one persistent compilation cache: A the preset as it is
-#      (16 reader threads), B --config.data.worker_processes=12, C the loop fed one fixed batch
-#      (train_fixed.py: no reader), D 4 reader threads if time is left;
+#      (16 reader threads, 64 images ahead), A0 --config.data.prefetch=64 (16 x 64 = 1024 images
+#      ahead: the buffer before e51a65a), B --config.data.worker_processes=12, C the loop fed one
+#      fixed batch (train_fixed.py: no reader), D 4 reader threads if time is left;
 #   3. bench_train.py on the same compiled step (the step alone, no loop), if time is left.
 # Dry run on a CPU: PY=.venv/bin/python NOWHL=1 BATCH=16 N=256 STEPS=6 \
 #   TRAIN_EXTRA="--config.model.depth=1 --config.head.out_dim=256 --config.log_every=2"
@@ -27,7 +29,7 @@ if [ -d .whl ] && [ -z "${NOWHL:-}" ]; then
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxcache}
-rm -rf /tmp/runA /tmp/runB /tmp/runC /tmp/runD
+rm -rf /tmp/runA /tmp/runA0 /tmp/runB /tmp/runC /tmp/runD
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1; echo "nproc $(nproc)"
  $PY -c "import sys, jax, flax, optax, grain, PIL, numpy; print('python', sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'grain', getattr(grain, '__version__', '?'), 'PIL', PIL.__version__, 'numpy', numpy.__version__, jax.devices())" 2>&1 | tail -1
 ) | tee "$L/versions.txt"
@@ -38,6 +40,9 @@ timeout "$T" $PY scripts/bench/bench_input.py --folder $CELLS --image_size 128 -
   --n "$N" --workers 8,16 --processes 8,12 --old_ref .devdata/h200_input/old_pipeline.py \
   --out "$OUT/input.json" > "$L/input.txt" 2>&1
 stamp "bench_input rc $?"; grep '^{"' "$L/input.txt"
+T=$(left); [ "$T" -gt 60 ] && T=60
+timeout "$T" $PY $HERE/buffer_sweep.py $CELLS --batch "$BATCH" > "$L/sweep.txt" 2>&1
+stamp "buffer_sweep rc $?"; grep '^{"' "$L/sweep.txt" | tee "$OUT/sweep.jsonl"
 
 train() {  # name, then the program (module or file), then overrides
   local name=$1 prog=$2; shift 2
@@ -51,6 +56,7 @@ train() {  # name, then the program (module or file), then overrides
   grep -h "took\|img/s" /tmp/$name/train.log 2>/dev/null | cut -c25- | tail -4
 }
 train runA "-m cellssl_jax.train"
+train runA0 "-m cellssl_jax.train" --config.data.prefetch=64
 train runB "-m cellssl_jax.train" --config.data.worker_processes=12
 train runC "$HERE/train_fixed.py"
 [ "$(left)" -gt 110 ] && train runD "-m cellssl_jax.train" --config.data.workers=4
@@ -74,7 +80,7 @@ for log in sorted((out / "logs").glob("run*.train.log")):
     summary[log.name.split(".")[0]] = dict(
         first_step_s=float(first.group(1)) if first else None, img_per_s=rates,
         median=sorted(rates)[len(rates) // 2] if rates else None)
-for name in ("input.json", "bench_train.jsonl"):
+for name in ("input.json", "sweep.jsonl", "bench_train.jsonl"):
     if (out / name).exists():
         summary[name] = [json.loads(x) for x in (out / name).read_text().splitlines() if x.strip()] \
             if name.endswith("l") else json.loads((out / name).read_text())
