@@ -53,6 +53,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_predict
+from threadpoolctl import threadpool_limits
 
 from cellssl_jax.fewshot.classifiers import CLASSIFIERS, classifier, pipeline, preprocessor
 from cellssl_jax.fewshot.quantify import (
@@ -77,7 +78,8 @@ SPREAD_WEIGHT = 1.0  # how much a folder cell's starting posterior counts agains
 INTERVAL_LEVEL = 0.95
 INTERVAL_REPLICATES = 500
 REFIT_REPLICATES = 100
-REFIT_INFLATE = 1.5  # validation: 1.0 covered 62-100 %, 1.5 >= 96 % on PBC, >= 88 % on BM (LAB_COUNT)
+# validation: 1.0 covered 62-100 %, 1.5 >= 96 % on PBC, >= 88 % on BM (LAB_COUNT)
+REFIT_INFLATE = 1.5
 INTERVAL_METHOD = (
     "95 % interval: parametric bootstrap (500 replicates) of the adjusted count, drawing the "
     "folder's predicted counts (multinomial) and each row of the classifier's confusion rates "
@@ -339,7 +341,17 @@ def differential(
     seed: int = 0,
 ) -> Differential:
     """Fit on the labelled cells (`y_lab` in 0..C-1, >= 2 per class), label the folder's cells
-    and count them, with a 95 % interval per class when `interval` (`interval_method`)."""
+    and count them, with a 95 % interval per class when `interval` (`interval_method`).
+
+    BLAS runs on one thread here: the fits are small (L-BFGS on tens to thousands of cells),
+    and OpenBLAS's threads cost more than they give on them (classify's default method on 56 +
+    100 PBC cells, 2 cores: 18-38 s with 2 BLAS threads, 0.85-0.9 s with one, the same
+    predictions; docs/SPEED.md, start-up)."""
+    with threadpool_limits(1, user_api="blas"):
+        return _differential(x_lab, y_lab, x_fold, class_names, method, interval, seed)
+
+
+def _differential(x_lab, y_lab, x_fold, class_names, method, interval, seed) -> Differential:
     parsed = Method.parse(method)
     n_classes = len(class_names)
     x_lab = np.asarray(x_lab, np.float64)
