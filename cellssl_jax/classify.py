@@ -18,8 +18,8 @@ the lab protocol preferred on validation, which also uses the folder's own cells
 the count for the folder's class mix (a classifier fitted on balanced labels over-calls the
 rare classes). Today's rule before that, the paper's SVM with classify-and-count, is
 `--method svm` (`--classifier svm|lr|knn`: that classifier alone). The percent's 95 % interval
-is a parametric bootstrap of the folder's counts and of the labelled cells' cross-validated
-confusion matrix, pushed through the adjusted count (summary.json says so too).
+comes from refitting on resampled labelled and folder cells (the default's EM count), or from a
+parametric bootstrap of the adjusted count (other methods); summary.json says which.
 """
 
 from __future__ import annotations
