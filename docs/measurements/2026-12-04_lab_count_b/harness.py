@@ -1,5 +1,5 @@
 """Issue 21 experiment harness: feature variants x methods on the lab protocol (validation)."""
-import sys, json, warnings
+import os, sys, warnings
 import numpy as np
 warnings.filterwarnings("ignore")
 from cellssl_jax.fewshot.features import Features
@@ -16,7 +16,7 @@ def variant(z, spec):
     return np.concatenate(blocks, 1).astype(np.float32)
 
 def run(ds, specs, methods, n=(5, 20), mixes=("balanced", "normal_blood"), repeats=5, part="validation", jobs=2):
-    z = np.load(f"runs/exp/{ds}.npz")
+    z = np.load(os.environ.get("VARIANTS", "runs/exp") + f"/{ds}.npz")
     names = [str(c) for c in z["class_names"]]
     paths = [str(p) for p in z["paths"]]
     labels = z["labels"].astype(np.int64)

@@ -4,7 +4,7 @@ warnings.filterwarnings("ignore")
 from cellssl_jax.fewshot.features import load_features
 from cellssl_jax.fewshot.sampling import builder_parts, rng_for, sample_per_class
 from cellssl_jax.fewshot.lab import mix_fractions, draw_folder, LAB_STREAM
-import runs.exp.sslda_var  # noqa
+import sslda_var  # noqa: F401 (patches the LDA)
 from cellssl_jax.fewshot.differential import differential
 f = load_features(sys.argv[1]); methods = sys.argv[2].split(","); n = int(sys.argv[3]); mix = sys.argv[4]
 which = builder_parts(f.paths, f.labels, f.class_names)
