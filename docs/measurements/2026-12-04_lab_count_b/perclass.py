@@ -4,7 +4,8 @@ warnings.filterwarnings("ignore")
 from cellssl_jax.fewshot.features import load_features
 from cellssl_jax.fewshot.sampling import builder_parts, rng_for, sample_per_class
 from cellssl_jax.fewshot.lab import mix_fractions, draw_folder, LAB_STREAM
-import sslda_var  # noqa: F401 (patches the LDA)
+sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
+import sslda_var  # noqa: F401 (patches the LDA; SSLDA_ANCHOR unset = the shipped LDA)
 from cellssl_jax.fewshot.differential import differential
 f = load_features(sys.argv[1]); methods = sys.argv[2].split(","); n = int(sys.argv[3]); mix = sys.argv[4]
 which = builder_parts(f.paths, f.labels, f.class_names)
