@@ -158,7 +158,7 @@ class Encoder:
 
     @cached_property
     def _forward(self):
-        model, mean, std = self.model, jnp.asarray(self.mean), jnp.asarray(self.std)
+        model, mean, std = self.model, self.mean, self.std  # numpy: no tracer if built in a trace
 
         def run(variables, images):
             x = (images.astype(jnp.float32) / 255.0 - mean) / std
@@ -171,7 +171,7 @@ class Encoder:
         """The CLS features: the exact model, or the token-merging fast path if the file asks."""
         if self.merge_tokens_after is None:
             return lambda variables, images: self._forward(variables, images)["cls"]
-        model, mean, std = self.model, jnp.asarray(self.mean), jnp.asarray(self.std)
+        model, mean, std = self.model, self.mean, self.std  # numpy: no tracer if built in a trace
         after = self.merge_tokens_after
 
         def run(variables, images):
