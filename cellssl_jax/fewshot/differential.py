@@ -290,12 +290,20 @@ def posteriors(method: Method | str, x_lab: np.ndarray, y_lab: np.ndarray, x_fol
     labelled cells' cross-validated predictions and posteriors, which `acc` and `cal` need
     (computed when not given)."""
     method = Method.parse(method) if isinstance(method, str) else method
+    proba, prior, _ = _posteriors(method, x_lab, y_lab, x_fold, n_classes, cv_pred, cv_proba)
+    return proba, prior
+
+
+def _posteriors(method: Method, x_lab, y_lab, x_fold, n_classes, cv_pred, cv_proba):
+    """`posteriors`, and the labelled and folder cells as the classifier saw them (the refit
+    interval refits on those, without transforming twice)."""
     x_lab = np.asarray(x_lab, np.float64)
     x_fold = np.asarray(x_fold, np.float64)
     y_lab = np.asarray(y_lab, np.int64)
     _check(x_lab, y_lab, x_fold, n_classes)
     x_lab_raw = x_lab
     z_lab, z_fold = transformed(method, x_lab, y_lab, x_fold)
+    seen = (z_lab, z_fold)
     model = _fit_classifier(method.classifier, z_lab, y_lab)
     proba = _proba(model, z_fold, n_classes)
     if method.self_train:
@@ -322,13 +330,13 @@ def posteriors(method: Method | str, x_lab: np.ndarray, y_lab: np.ndarray, x_fol
         if method.rebal:
             proba = reweight(proba, np.full(n_classes, 1.0 / n_classes), proba.mean(axis=0))
     if not method.prior:
-        return proba, mixing
+        return proba, mixing, seen
     if method.prior == "em":
         prior, _ = em_priors(inductive, pseudo=method.pseudo)
     else:
         q = np.bincount(proba.argmax(axis=1), minlength=n_classes) / len(proba)
         prior = adjusted_count(q, confusion_rates(y_lab, cv_pred, n_classes))
-    return (reweight(proba, prior) if method.relabel else proba), prior
+    return (reweight(proba, prior) if method.relabel else proba), prior, seen
 
 
 def differential(
@@ -360,7 +368,8 @@ def _differential(x_lab, y_lab, x_fold, class_names, method, interval, seed) -> 
     cv_pred, cv_name, cv_proba = (cross_validated(parsed, x_lab, y_lab)
                                   if interval or parsed.prior == "acc" or parsed.cal
                                   else (None, "", None))
-    proba, prior = posteriors(parsed, x_lab, y_lab, x_fold, n_classes, cv_pred, cv_proba)
+    proba, prior, (z_lab, z_fold) = _posteriors(parsed, x_lab, y_lab, x_fold, n_classes, cv_pred,
+                                                cv_proba)
     predicted = proba.argmax(axis=1)
     share = prior if prior is not None else np.bincount(predicted, minlength=n_classes) / len(
         predicted)
@@ -368,7 +377,6 @@ def _differential(x_lab, y_lab, x_fold, class_names, method, interval, seed) -> 
     if cv_pred is not None:
         result.cv_true, result.cv_pred, result.cv_name = y_lab, cv_pred, cv_name
     if interval and _refit_interval(parsed):
-        z_lab, z_fold = transformed(parsed, x_lab, y_lab, np.asarray(x_fold, np.float64))
         low, high = refit_interval(
             z_lab, y_lab, z_fold, n_classes,
             lambda: classifier(parsed.classifier, PRESET, probability="calibrated", labels=y_lab),

@@ -12,6 +12,9 @@ root (so no run finds another's features: their cells differ) and run
 2. the second run, on the second set (the encoder's function and executable come from them);
 3. a control on the third set with $CELLSSL_COMPILATION_CACHE=0 (traces and compiles again).
 
+`--same_labelled`: the second run and the control keep the first run's labelled cells and take
+new folder cells only (a lab re-running after more cells were scanned).
+
 `--reps N` repeats the three (a fresh cache root and fresh cells each time), so first, second
 and control alternate; the report gives each run and the medians. Time to the first prediction:
 from the job's start to predictions.csv being written. Each run's breakdown comes from its
@@ -95,11 +98,13 @@ def breakdown(out: Path, start: float, stderr: str) -> dict:
     def at(text: str, nth: int = 0) -> float:
         return [log_time(ln) for ln in lines if text in ln][nth]
 
+    labelled_done = (out / "labelled_features.npz").stat().st_mtime
     marks = {  # each mark: when that part ended
         "python_imports_checks": at("compilation cache"),
         "encoder_load": at("INFO encoder "),
-        "read_labelled": at("compiling the encoder"),
-        "encode_labelled_incl_compile": (out / "labelled_features.npz").stat().st_mtime,
+        # labelled cells all in the features cache: the encoder compiles for the folder's
+        "read_labelled": min(at("compiling the encoder"), labelled_done),
+        "encode_labelled_incl_compile": labelled_done,
         "read_encode_folder": (out / "unlabelled_features.npz").stat().st_mtime,
         "method_and_write": (out / "predictions.csv").stat().st_mtime,
     }
@@ -149,6 +154,10 @@ def main() -> None:
                         help="more classify flags, e.g. '--encoder F.msgpack'")
     parser.add_argument("--reps", type=int, default=1,
                         help="repetitions of first / second / control (fresh cache each)")
+    parser.add_argument("--same_labelled", action="store_true",
+                        help="the second run and the control keep the first run's labelled "
+                             "cells (a lab re-running on new folder cells: the labelled cells' "
+                             "features come from the features cache)")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     args = parser.parse_args()
     if not args.images.is_dir():
@@ -158,9 +167,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         sets = draw_sets(args.images, args.labelled, args.unlabelled, 3 * args.reps, args.seed)
+        if args.same_labelled:
+            sets = [(sets[i - i % 3][0], new) for i, (_, new) in enumerate(sets)]
         cells = [materialise(scratch / f"set{i}", *s) for i, s in enumerate(sets)]
         extra = args.classify_args.split()
         report = {"images": str(args.images), "labelled": args.labelled,
+                  "same_labelled": args.same_labelled,
                   "unlabelled": args.unlabelled, "classify_args": extra,
                   "nproc": os.cpu_count(), "reps": []}
         for rep in range(args.reps):

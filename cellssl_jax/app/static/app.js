@@ -75,6 +75,7 @@ function show(name) {
 async function loadState() {
   S = await api("/api/state");
   $("folder").textContent = `${S.folder}: ${S.cells} cells, state in ${S.state}`;
+  $("folder").title = $("folder").textContent;
   renderSaved();
   renderJobs();
 }
@@ -317,7 +318,7 @@ function renderClassifyResult() {
     for (const text of [c, n, predictions.percent[c].toFixed(1), `${lo.toFixed(1)}-${hi.toFixed(1)}`])
       row.insertCell().textContent = text;
   }
-  $("interval-method").textContent = `Interval: ${predictions.interval_method}`;
+  $("interval-method").textContent = predictions.interval_method;
   $("to-review").addEventListener("click", (e) => { e.preventDefault(); show("review"); });
 }
 
