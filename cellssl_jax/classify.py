@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_features_flag(
         parser,
-        help="xcit+colorhist (default): the encoder's features beside colour histograms, the "
-        "best on the PBC validation split (docs/MODEL_CARD.md); xcit: encoder only; "
+        help="xcit+colorhist+cellshape (default): the encoder's features beside colour "
+        "histograms and the nucleus's shape, the best on the PBC and BM validation parts "
+        "(docs/LAB_COUNT.md); xcit+colorhist: the default before; xcit: encoder only; "
         "colorhist: colour only",
     )
     parser.add_argument(

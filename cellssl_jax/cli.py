@@ -49,7 +49,8 @@ def add_features_flag(parser: argparse.ArgumentParser, default: str = DEFAULT_KI
         choices=KINDS,
         default=default,
         help=help or f"xcit: the encoder's CLS features; colorhist: 3x32-bin colour histograms; "
-        f"xcit+colorhist: both, concatenated (default {default})",
+        f"cellshape: the nucleus's shape and the colour around it; joined by '+': side by side "
+        f"(default {default})",
     )
 
 

@@ -4,7 +4,8 @@
 
 On `cellssl_jax/assets/sample` (96 labelled PBC cells, 12 per class, and 100 unlabelled ones
 whose true classes are kept aside in unlabelled_truth.csv), side by side for the encoder's
-features, the colour-histogram baseline and the two concatenated:
+features, the colour-histogram baseline and the default features (the encoder's beside colour
+histograms and cell shape):
 1. extract features (bundled encoder unless --encoder);
 2. few-shot evaluation: SVM/LR/KNN fitted on n = 2, 5, 10 labelled cells per class, scored on
    the 100 held-out cells (their true classes), 5 repetitions;
@@ -31,7 +32,7 @@ from sklearn.metrics import balanced_accuracy_score
 from cellssl_jax import figures
 from cellssl_jax.cache import cache_root
 from cellssl_jax.cli import add_cache_flag, add_encoder_flag, add_out_flag
-from cellssl_jax.featurize import Featurizer, make_featurizer
+from cellssl_jax.featurize import DEFAULT_KIND, Featurizer, make_featurizer
 from cellssl_jax.fewshot.differential import DEFAULT_METHOD
 from cellssl_jax.fewshot.features import Features, save_features
 from cellssl_jax.fewshot.protocols import fewshot_curve
@@ -168,16 +169,16 @@ def run(
     out: str | Path, encoder: str | Path | None = None, cache: Path | None = None
 ) -> dict:
     """The whole demo; returns {name: path} of what it wrote. `cache`: the features cache
-    folder (None: none), through which "xcit+colorhist" reuses the "xcit" rows."""
+    folder (None: none), through which the default kind reuses the "xcit" rows."""
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     xcit = make_featurizer("xcit", encoder, cache=cache)
-    both = make_featurizer("xcit+colorhist", xcit.encoder, cache=cache)
+    default = make_featurizer(DEFAULT_KIND, xcit.encoder, cache=cache)
     results = {
         "xcit": run_kind("xcit", xcit, out, SAMPLE),
         "colorhist": run_kind("colorhist", make_featurizer("colorhist"), out, SAMPLE),
-        "xcit+colorhist": run_kind("xcit+colorhist", both, out, SAMPLE),
+        DEFAULT_KIND: run_kind(DEFAULT_KIND, default, out, SAMPLE),
     }
     attention = []
     for cls in ATTENTION_CELLS:

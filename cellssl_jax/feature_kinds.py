@@ -3,8 +3,10 @@ command-line flags (`cli.py`) and JAX-free jobs (`evaluate`) can name them witho
 extraction machinery."""
 
 NATIVE = "native"  # image size: every image at exactly its own size
-KINDS = ("xcit", "colorhist", "xcit+colorhist")
-# chosen on the PBC validation split (scripts/release/select_default.py, docs/MODEL_CARD.md):
-# best of colour, encoder and both, for SVM and LR; on the test part, once: SVM 87.2 % vs
-# colour 86.1 %, LR 89.3 % vs 87.1 % (the encoder of 2026-11-30)
-DEFAULT_KIND = "xcit+colorhist"
+# the encoder, colour histograms, cell shape (featurize/cellshape.py), side by side in this order
+KINDS = ("xcit", "colorhist", "cellshape", "xcit+colorhist", "colorhist+cellshape",
+         "xcit+colorhist+cellshape")
+# chosen on the PBC and BM validation parts with the lab protocol (docs/LAB_COUNT.md, third
+# pass): cell shape beside the encoder and colour, +2 to +4 points at 5-20 labels per class.
+# Before it, "xcit+colorhist" (scripts/release/select_default.py, docs/MODEL_CARD.md)
+DEFAULT_KIND = "xcit+colorhist+cellshape"

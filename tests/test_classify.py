@@ -103,13 +103,13 @@ def test_xcit_features_with_encoder_file(lab, tmp_path, tiny_encoder):
     assert [r["predicted"] for r in written] == [result.class_names[k] for k in result.predicted]
 
 
-def test_default_features_are_encoder_beside_colour(lab, tmp_path, tiny_encoder):
+def test_default_features_are_encoder_beside_colour_and_shape(lab, tmp_path, tiny_encoder):
     labelled, unlabelled = lab
     summary = classify.main(["--labelled", str(labelled), "--unlabelled", str(unlabelled),
                              "--out", str(tmp_path / "o"), "--encoder", str(tiny_encoder)])
-    assert summary["features"] == "tiny+colorhist_3x32"
+    assert summary["features"] == "tiny+colorhist_3x32+cellshape_35"
     feats = load_features(tmp_path / "o" / "labelled_features.npz")
-    assert feats.features.shape == (18, 32 + 96)
+    assert feats.features.shape == (18, 32 + 96 + 35)
     assert "classify.log" in {p.name for p in (tmp_path / "o").iterdir()}
 
 

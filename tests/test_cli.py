@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cellssl_jax import classify, demo, evaluate, extract, select, visualize
+from cellssl_jax.feature_kinds import KINDS
 from cellssl_jax.fewshot.features import load_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def test_one_flag_style(module):
     assert "--checkpoint" not in shown
     assert "folder" in shown["--out"].help
     if "--features" in shown:
-        assert shown["--features"].choices == ("xcit", "colorhist", "xcit+colorhist")
+        assert shown["--features"].choices == KINDS
 
 
 def test_old_spellings_still_work_and_warn(tmp_path, capsys):

@@ -227,10 +227,10 @@ def test_native_size_reads_every_image_as_it_is(tiny_encoder, folder, tmp_path):
         read_size(enc, "big")
 
 
-def test_combined_features_are_the_two_kinds_side_by_side(folder, tiny_encoder, tmp_path):
+def test_combined_features_are_the_kinds_side_by_side(folder, tiny_encoder, tmp_path):
     enc = load_encoder(tiny_encoder)
     feats = {}
-    for kind in ("xcit", "colorhist", "xcit+colorhist"):
+    for kind in ("xcit", "colorhist", "cellshape", "xcit+colorhist", "xcit+colorhist+cellshape"):
         featurize(FolderSource(folder), "spec", make_featurizer(kind, enc, batch_size=4),
                   tmp_path / f"{kind}.npz", workers=1)
         feats[kind] = load_features(tmp_path / f"{kind}.npz")
@@ -247,6 +247,10 @@ def test_combined_features_are_the_two_kinds_side_by_side(folder, tiny_encoder, 
     np.testing.assert_array_equal(both.features[:, 32:], feats["colorhist"].features)
     assert both.paths == feats["xcit"].paths and both.skipped == feats["colorhist"].skipped
     assert feats["colorhist"].read_size == "" and both.read_size == "native/32"
+    three = feats["xcit+colorhist+cellshape"]
+    assert three.dim == 32 + 96 + 35 and three.encoder == "tiny+colorhist_3x32+cellshape_35"
+    np.testing.assert_array_equal(three.features[:, :128], both.features)
+    np.testing.assert_array_equal(three.features[:, 128:], feats["cellshape"].features)
 
 
 def test_unknown_feature_kind_is_named():

@@ -26,6 +26,7 @@ from cellssl_jax.app.state import StateError, open_state
 from cellssl_jax.cache import cache_root
 from cellssl_jax.cli import add_cache_flag, add_encoder_flag, add_features_flag
 from cellssl_jax.data.images import is_hidden
+from cellssl_jax.feature_kinds import DEFAULT_KIND
 from cellssl_jax.logs import fail, logging_to
 
 PROG = "python -m cellssl_jax.app"
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="interface to listen on (default 127.0.0.1: this machine only)")
     add_features_flag(parser, help="what cells are compared and classified on, as classify "
-                                   "(default xcit+colorhist)")
+                                   f"(default {DEFAULT_KIND})")
     add_encoder_flag(parser)
     parser.add_argument("--per_class_budget", type=int, default=10,
                         help="cells to propose per class on the label screen (default 10)")

@@ -1,9 +1,11 @@
 """Featurizers: what turns a uint8 cell image into a feature row, and how an encoder reads it.
 
-Three implementations of one protocol: the encoder's CLS features (`EncoderFeatures`, kind
-"xcit"), the colour histogram (`ColourHistogram`, kind "colorhist") and a concatenation of
-featurizers (`Concat`, kind "xcit+colorhist": on PBC better than either alone,
-docs/MODEL_CARD.md). Kind names are parsed once, in `make_featurizer`, for the command lines.
+Implementations of one protocol: the encoder's CLS features (`EncoderFeatures`, kind "xcit"),
+the colour histogram (`ColourHistogram`, kind "colorhist"), the nucleus's shape and the
+cytoplasm's colour (`CellShape`, kind "cellshape", cellshape.py) and a concatenation of
+featurizers (`Concat`, e.g. "xcit+colorhist+cellshape": on PBC better than any alone,
+docs/MODEL_CARD.md, docs/LAB_COUNT.md). Kind names are parsed once, in `make_featurizer`, for
+the command lines.
 
 Read size (the one policy every job uses, `read_size`): by default each image keeps its native
 size, with height and width each rounded to the nearest multiple of 32 and of the patch (so a
@@ -31,6 +33,7 @@ from cellssl_jax import colorhist
 from cellssl_jax.cache import EXPORT_FOLDER, FeatureTable, compilation_cache, pixel_key
 from cellssl_jax.data.reading import resize_rgb
 from cellssl_jax.feature_kinds import DEFAULT_KIND, KINDS, NATIVE
+from cellssl_jax.featurize import cellshape
 from cellssl_jax.featurize.crop import CropRule
 
 log = logging.getLogger("cellssl_jax.featurize")
@@ -209,11 +212,13 @@ class EncoderFeatures:
         return out
 
 
-class ColourHistogram:
-    """Per-channel colour histograms (colorhist.py): no encoder, any image size, not cached
-    (they cost less than the decoding they need)."""
+class _Measured:
+    """A featurizer computed per image in the reader threads, with no encoder: not cached
+    (it costs less than the decoding it needs). Subclasses set `name`, `dim` and `measure`."""
 
-    name, sha256, dim, read = colorhist.NAME, "", 3 * colorhist.BINS, None
+    sha256, read = "", None
+    name: str
+    dim: int
 
     def __init__(self, batch_size: int = 32) -> None:
         self.batch_size = batch_size
@@ -225,13 +230,35 @@ class ColourHistogram:
     def flush_cache(self) -> None:
         pass
 
+    def measure(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        return colorhist.colour_histogram(image)
+        return self.measure(image)
 
     def __call__(self, prepared: Sequence[np.ndarray]) -> np.ndarray:
         if not prepared:
             return np.zeros((0, self.dim), np.float32)
         return np.stack(prepared)
+
+
+class ColourHistogram(_Measured):
+    """Per-channel colour histograms of the whole image (colorhist.py), any image size."""
+
+    name, dim = colorhist.NAME, 3 * colorhist.BINS
+
+    def measure(self, image: np.ndarray) -> np.ndarray:
+        return colorhist.colour_histogram(image)
+
+
+class CellShape(_Measured):
+    """The nucleus's shape and the colour and texture around it (cellshape.py), measured in
+    the cell's window at one fixed scale whatever the image's size."""
+
+    name, dim = cellshape.NAME, cellshape.DIM
+
+    def measure(self, image: np.ndarray) -> np.ndarray:
+        return cellshape.cell_shape(image)
 
 
 class Concat:
@@ -268,11 +295,14 @@ class Concat:
         )
 
 
+MEASURED = {"colorhist": ColourHistogram, "cellshape": CellShape}  # the parts with no encoder
+
+
 def needs_encoder(kind: str) -> bool:
     """Whether features `kind` need an encoder (checked: unknown kinds are an error)."""
     if kind not in KINDS:
         raise ValueError(f"unknown features {kind!r}; choose from {', '.join(KINDS)}")
-    return kind != "colorhist"
+    return "xcit" in kind.split("+")
 
 
 def make_featurizer(
@@ -287,8 +317,10 @@ def make_featurizer(
     folder (None: no cache), also where JAX's compilation cache goes (cache.compilation_cache)
     and, beside it, the encoder's exported function (encoder.export_cache)."""
     check_image_size(image_size)
-    if not needs_encoder(kind):
-        return ColourHistogram(batch_size)
+    encoded = needs_encoder(kind)  # checks the name first
+    measured = [MEASURED[p](batch_size) for p in kind.split("+") if p != "xcit"]
+    if not encoded:
+        return measured[0] if len(measured) == 1 else Concat(measured)
     compiled = compilation_cache(cache)  # before anything compiles
     log.info("compilation cache %s", compiled or "off")
     if encoder is None or isinstance(encoder, str | Path):
@@ -301,4 +333,4 @@ def make_featurizer(
 
         export_cache(encoder, Path(cache) / EXPORT_FOLDER)
     features = EncoderFeatures(encoder, batch_size, image_size, cache)
-    return features if kind == "xcit" else Concat([features, ColourHistogram(batch_size)])
+    return Concat([features, *measured]) if measured else features

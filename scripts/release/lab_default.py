@@ -22,18 +22,31 @@ from pathlib import Path
 
 import numpy as np
 
-from cellssl_jax.colorhist import BINS
+from cellssl_jax import colorhist
+from cellssl_jax.featurize import cellshape
 from cellssl_jax.fewshot.features import Features, load_features
 from cellssl_jax.fewshot.lab import DEFAULT_MIXES, DEFAULT_N, lab_protocol, write_lab_report
 from cellssl_jax.fewshot.sampling import builder_parts
 
-COLOUR_DIM = 3 * BINS
+MEASURED = {colorhist.NAME: ("colorhist", 3 * colorhist.BINS),
+            cellshape.NAME: ("cellshape", cellshape.DIM)}  # the parts with no encoder
 
 
-def colour_only(feats: Features) -> Features:
-    """The colour-histogram columns of encoder+colour features (they come last)."""
-    return Features(feats.features[:, -COLOUR_DIM:], feats.labels, feats.class_names,
-                    feats.paths, "colorhist", "", feats.skipped, feats.source, "")
+def columns(feats: Features, kind: str) -> Features | None:
+    """The columns of `kind`'s parts (e.g. "colorhist") of a features file whose `encoder`
+    names its parts ("encoder_default+colorhist_3x32+cellshape_35"); None if it lacks one."""
+    names = feats.encoder.split("+")
+    dims = [MEASURED.get(n, ("xcit", 0))[1] for n in names]
+    dims = [d or feats.features.shape[1] - sum(dims) for d in dims]  # the encoder: the rest
+    starts = np.cumsum([0, *dims])[:-1]
+    found = {MEASURED.get(n, ("xcit",))[0]: (n, slice(a, a + d))
+             for n, a, d in zip(names, starts, dims, strict=True)}
+    if not all(p in found for p in kind.split("+")):
+        return None
+    picked = [found[p] for p in kind.split("+")]
+    return Features(np.concatenate([feats.features[:, s] for _, s in picked], axis=1),
+                    feats.labels, feats.class_names, feats.paths,
+                    "+".join(n for n, _ in picked), "", feats.skipped, feats.source, "")
 
 
 def parts(feats: Features, part: str) -> tuple[Features, Features]:
@@ -47,7 +60,9 @@ def main() -> None:
     parser.add_argument("--pbc", type=Path, default=Path("runs/feat_pbc/features.npz"))
     parser.add_argument("--bm", type=Path, default=Path("runs/feat_bm/features.npz"))
     parser.add_argument("--part", choices=("validation", "test"), default="validation")
-    parser.add_argument("--methods", default="svm,lr", help="comma-separated, encoder + colour")
+    parser.add_argument("--methods", default="svm,lr", help="comma-separated, on every column")
+    parser.add_argument("--before_methods", default="",
+                        help="comma-separated, on the encoder + colour columns alone")
     parser.add_argument("--colour_methods", default="svm,lr",
                         help="comma-separated, on the colour columns alone ('' for none)")
     parser.add_argument("--n", default=",".join(map(str, DEFAULT_N)))
@@ -67,12 +82,14 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for dataset in args.datasets.split(","):
         full = load_features(files[dataset])
-        for kind, feats, methods in [
-            ("xcit+colorhist", full, args.methods),
-            ("colorhist", colour_only(full), args.colour_methods),
-        ]:
+        kind = "+".join(MEASURED.get(n, ("xcit",))[0] for n in full.encoder.split("+"))
+        runs = {kind: (full, args.methods)}
+        for fewer, methods in (("xcit+colorhist", args.before_methods),
+                               ("colorhist", args.colour_methods)):
+            runs.setdefault(fewer, (columns(full, fewer), methods))
+        for kind, (feats, methods) in runs.items():
             methods = [m for m in methods.split(",") if m]
-            if not methods:
+            if not methods or feats is None:
                 continue
             fit, scored = parts(feats, args.part)
             start = time.perf_counter()
