@@ -10,10 +10,12 @@ from skimage.measure import regionprops
 from cellssl_jax.featurize import cellshape
 from cellssl_jax.featurize.cellshape import (
     DIM,
+    LBP_CODES,
     NAMES,
     RINGS,
     cell_measures,
     cell_shape,
+    lbp_codes,
     nucleus_mask,
     shape_measures,
 )
@@ -119,6 +121,49 @@ def test_a_lobed_nucleus_counts_its_lobes():
     joined[94:98, 56:120] = True  # thin strands between the lobes
     m = cell_measures(window([(joined, PURPLE)]))
     assert measure(m, "nucleus_parts") == 1 and measure(m, "nucleus_lobes") == 3
+
+
+def brute_lbp(grey, radius):
+    """Uniform LBP by its definition, pixel by pixel (Ojala et al. 2002, square neighbours)."""
+    h, w = grey.shape
+    circle = [(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)]
+    out = np.zeros((h, w), int)
+    for i in range(h):
+        for j in range(w):
+            bits = []
+            for dr, dc in circle:
+                r = min(max(i + dr * radius, 0), h - 1)  # edges replicated
+                c = min(max(j + dc * radius, 0), w - 1)
+                bits.append(int(grey[r, c] >= grey[i, j]))
+            changes = sum(bits[k] != bits[k - 1] for k in range(8))
+            out[i, j] = sum(bits) if changes <= 2 else 9
+    return out
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+def test_lbp_matches_its_definition_and_hand_cases(radius):
+    grey = np.random.default_rng(radius).integers(0, 4, (23, 19)).astype(np.float32)
+    np.testing.assert_array_equal(lbp_codes(grey, radius), brute_lbp(grey, radius))
+    assert (lbp_codes(np.full((5, 5), 7.0), radius) == 8).all()  # flat: every neighbour >=
+    spot = np.zeros((9, 9))
+    spot[4, 4] = 1.0
+    assert lbp_codes(spot, radius)[4, 4] == 0  # a bright spot: no neighbour as bright
+    edge = np.zeros((9, 9))
+    edge[:, 5:] = 1.0  # a step: left of it every neighbour is >=; on it 5 in one run
+    assert lbp_codes(edge, 1)[4, 4] == 8 and lbp_codes(edge, 1)[4, 5] == 5
+
+
+def test_texture_histograms_are_shares_of_each_region():
+    nucleus = disc((96, 96), 30)
+    rng = np.random.default_rng(0)
+    image = window([(nucleus, PURPLE)])
+    image = np.clip(image.astype(int) + rng.integers(-20, 20, image.shape), 0, 255)
+    m = cell_measures(image.astype(np.uint8))
+    for prefix, bins in [(f"{r}_grey", 8) for r in cellshape.REGIONS] + [
+            ("nucleus_stain", 8)] + [(f"{r}_lbp{k}_", LBP_CODES) for k in cellshape.LBP_RADII
+                                     for r in cellshape.REGIONS]:
+        total = sum(measure(m, f"{prefix}{k}") for k in range(bins))
+        assert total == pytest.approx(1.0, abs=1e-5), prefix
 
 
 def test_any_image_size_same_window_and_bad_input():

@@ -107,9 +107,9 @@ def test_default_features_are_encoder_beside_colour_and_shape(lab, tmp_path, tin
     labelled, unlabelled = lab
     summary = classify.main(["--labelled", str(labelled), "--unlabelled", str(unlabelled),
                              "--out", str(tmp_path / "o"), "--encoder", str(tiny_encoder)])
-    assert summary["features"] == "tiny+colorhist_3x32+cellshape_35"
+    assert summary["features"] == "tiny+colorhist_3x32+cellshape_127"
     feats = load_features(tmp_path / "o" / "labelled_features.npz")
-    assert feats.features.shape == (18, 32 + 96 + 35)
+    assert feats.features.shape == (18, 32 + 96 + 127)
     assert "classify.log" in {p.name for p in (tmp_path / "o").iterdir()}
 
 

@@ -9,6 +9,7 @@ import pytest
 
 import cellssl_jax.encoder
 from cellssl_jax import demo
+from cellssl_jax.feature_kinds import DEFAULT_KIND
 
 
 def test_bundled_sample_is_complete():
@@ -40,7 +41,7 @@ def test_demo_end_to_end(tmp_path, tiny_encoder, capsys):
     for path in outputs.values():
         assert path.exists(), path
         assert str(path) in printed  # the demo says where each output is
-    for kind in ("xcit", "colorhist", "xcit+colorhist"):
+    for kind in ("xcit", "colorhist", DEFAULT_KIND):
         job = out / f"classify_{kind}"
         for name in ("predictions.csv", "counts.csv", "review.csv", "summary.json"):
             assert (job / name).stat().st_size > 0
@@ -59,17 +60,17 @@ def test_demo_end_to_end(tmp_path, tiny_encoder, capsys):
     assert set(summary["xcit"]["fewshot"]) == {
         f"{c} n={n}" for c in ("svm", "lr", "knn") for n in demo.FEWSHOT_N
     }
-    both = summary["xcit+colorhist"]
-    assert both["features"] == f"{summary['xcit']['features']}+colorhist_3x32"
-    assert sum(both["predicted_counts"]) == 100
-    # the pair reuses the encoder rows of the "xcit" run from the features cache
+    default = summary[DEFAULT_KIND]
+    assert default["features"] == f"{summary['xcit']['features']}+colorhist_3x32+cellshape_127"
+    assert sum(default["predicted_counts"]) == 100
+    # the default reuses the encoder rows of the "xcit" run from the features cache
     encoded = {
         kind: json.loads((out / f"classify_{kind}" / "summary.json").read_text())
-        for kind in ("xcit", "xcit+colorhist")
+        for kind in ("xcit", DEFAULT_KIND)
     }
     assert encoded["xcit"]["encoded_cells"] == 196
-    assert encoded["xcit+colorhist"]["encoded_cells"] == 0
-    assert encoded["xcit+colorhist"]["cached_cells"] == 196
+    assert encoded[DEFAULT_KIND]["encoded_cells"] == 0
+    assert encoded[DEFAULT_KIND]["cached_cells"] == 196
     assert "compiling the encoder" in (out / "demo.log").read_text()
     md = (out / "summary.md").read_text()
     assert "unlabelled cells: accuracy" in md and "| colorhist_3x32 |" in md

@@ -248,7 +248,7 @@ def test_combined_features_are_the_kinds_side_by_side(folder, tiny_encoder, tmp_
     assert both.paths == feats["xcit"].paths and both.skipped == feats["colorhist"].skipped
     assert feats["colorhist"].read_size == "" and both.read_size == "native/32"
     three = feats["xcit+colorhist+cellshape"]
-    assert three.dim == 32 + 96 + 35 and three.encoder == "tiny+colorhist_3x32+cellshape_35"
+    assert three.dim == 32 + 96 + 127 and three.encoder == "tiny+colorhist_3x32+cellshape_127"
     np.testing.assert_array_equal(three.features[:, :128], both.features)
     np.testing.assert_array_equal(three.features[:, 128:], feats["cellshape"].features)
 

@@ -110,7 +110,7 @@ def test_default_features_are_the_pair_classify_uses(tmp_path, tiny_encoder):
     select.main(["--images", str(SAMPLE / "unlabelled"), "--budget", "4",
                  "--encoder", str(tiny_encoder), "--out", str(out)])
     feats = load_features(out / "features.npz")
-    assert feats.encoder == "tiny+colorhist_3x32+cellshape_35" and feats.dim == 32 + 96 + 35
+    assert feats.encoder == "tiny+colorhist_3x32+cellshape_127" and feats.dim == 32 + 96 + 127
 
 
 def truth() -> list[tuple[str, str]]:

@@ -1,13 +1,15 @@
 """Benchmark the encoder's read on the CPU: today's path against the new one on the same cells
 (`--compare read`), or jitted Flax XCiT against timm PyTorch eager (`--compare timm`).
 
-`--compare read` (the lab read): the lab jobs' featurizer (`--features`, default the lab's
-xcit+colorhist) over the same `--n` cells of `--images`, once per read in `--reads`, no features
+`--compare read` (the lab read): the lab jobs' featurizer (`--features`, default the lab jobs'
+default kind) over the same `--n` cells of `--images`, once per read in `--reads`, no features
 cache: "whole" reads the whole image at the encoder file's input_size (the path before the crop
 rule), "file" reads as the file asks (its crop rule), an integer S the whole image at S x S;
-"@B" sets the batch size (default 32). Reads alternate round by round (`--rounds`, after one
-untimed round that compiles), so each sees the same load; prints cells/s (median wall time of a
-round, reading included) and cells per CPU-second of each, and each read's ratio to the first.
+"@B" sets the batch size (default 32), a "KIND:" prefix another featurizer's kind (e.g.
+"xcit+colorhist:file", the default before cell shape). Reads alternate round by round
+(`--rounds`, after one untimed round that compiles), so each sees the same load; prints cells/s
+(median wall time of a round, reading included) and cells per CPU-second of each, and each
+read's ratio to the first.
 The machine's `nproc` and load average are recorded before and after.
 
 `--compare timm`: timed runs alternate between the two sides so that both see the same machine
@@ -40,6 +42,7 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cellssl_jax.feature_kinds import DEFAULT_KIND  # noqa: E402
 from cellssl_jax.models.timm_mapping import timm_to_flax  # noqa: E402
 from cellssl_jax.models.xcit import xcit  # noqa: E402
 
@@ -77,11 +80,12 @@ def bench_read(args) -> dict:
     cells = Cells(FolderSource(args.images), args.n)
     reads = {}
     for spec in args.reads.split(","):
-        size, _, batch = spec.partition("@")
+        kind, _, read = spec.rpartition(":")
+        size, _, batch = read.partition("@")
         image_size = {"file": None, "whole": encoder.input_size}.get(size)
         if image_size is None and size != "file":
             image_size = int(size)
-        reads[spec] = make_featurizer(args.features, encoder, int(batch or 32), image_size)
+        reads[spec] = make_featurizer(kind or args.features, encoder, int(batch or 32), image_size)
     before = machine()
     first, wall, cpu = {}, {k: [] for k in reads}, {k: [] for k in reads}
     for r in range(args.rounds + 1):
@@ -180,10 +184,10 @@ def main() -> None:
     read = parser.add_argument_group("--compare read")
     read.add_argument("--images", help="a folder of cells (e.g. the shared PBC dev cells)")
     read.add_argument("--encoder", help="an encoder file (default: the bundled one)")
-    read.add_argument("--features", default="xcit+colorhist", help="the featurizer's kind")
+    read.add_argument("--features", default=DEFAULT_KIND, help="the featurizer's kind")
     read.add_argument("--reads", default="whole,file",
                       help="reads to compare, the first the reference: whole | file | S, each "
-                      "with an optional @BATCH (default whole,file)")
+                      "with an optional @BATCH and KIND: prefix (default whole,file)")
     read.add_argument("--n", type=int, default=256, help="cells read per round")
     read.add_argument("--rounds", type=int, default=3, help="timed rounds per read (median)")
     read.add_argument("--workers", type=int, default=2, help="reader threads")

@@ -34,7 +34,7 @@ MEASURED = {colorhist.NAME: ("colorhist", 3 * colorhist.BINS),
 
 def columns(feats: Features, kind: str) -> Features | None:
     """The columns of `kind`'s parts (e.g. "colorhist") of a features file whose `encoder`
-    names its parts ("encoder_default+colorhist_3x32+cellshape_35"); None if it lacks one."""
+    names its parts ("encoder_default+colorhist_3x32+cellshape_127"); None if it lacks one."""
     names = feats.encoder.split("+")
     dims = [MEASURED.get(n, ("xcit", 0))[1] for n in names]
     dims = [d or feats.features.shape[1] - sum(dims) for d in dims]  # the encoder: the rest

@@ -19,11 +19,12 @@ def variant(z, spec):
 
 def run(path, specs, methods, n=(5, 20), mixes=("balanced", "normal_blood"), repeats=5, part="validation"):
     z = dict(np.load(path))
-    extra = path.replace(".npz", "_morph2.npz")  # extract_morph.py's file beside it
-    if os.path.exists(extra):
-        m = np.load(extra)
-        assert (m["paths"] == z["paths"]).all()
-        z["morph2"] = m["morph2"]
+    for key in ("morph2", "texture", "texture2"):  # extract_morph.py's, extract_texture.py's files beside it
+        extra = path.replace(".npz", f"_{key}.npz")
+        if os.path.exists(extra):
+            m = np.load(extra)
+            assert (m["paths"] == z["paths"]).all()
+            z[key] = m[key]
     names = [str(c) for c in z["class_names"]]; paths = [str(p) for p in z["paths"]]
     labels = z["labels"].astype(np.int64)
     which = builder_parts(paths, labels, names)
