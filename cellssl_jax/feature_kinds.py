@@ -7,6 +7,7 @@ NATIVE = "native"  # image size: every image at exactly its own size
 KINDS = ("xcit", "colorhist", "cellshape", "xcit+colorhist", "colorhist+cellshape",
          "xcit+colorhist+cellshape")
 # chosen on the PBC and BM validation parts with the lab protocol (docs/LAB_COUNT.md, third
-# pass): cell shape beside the encoder and colour, +2 to +4 points at 5-20 labels per class.
+# pass): cell shape and texture beside the encoder and colour; test part, PBC normal-blood
+# folders: +5.6 / +4.2 points at 5 / 20 labels per class over xcit+colorhist with LR.
 # Before it, "xcit+colorhist" (scripts/release/select_default.py, docs/MODEL_CARD.md)
 DEFAULT_KIND = "xcit+colorhist+cellshape"

@@ -71,8 +71,14 @@ def nucleus_mask(window: np.ndarray, min_stain: int = WINDOW_RULE.min_stain) -> 
     return mask & (labels == central[np.argmax(sizes[central])])
 
 
-def shape_measures(nucleus: np.ndarray) -> np.ndarray:
-    """SHAPE_NAMES of a boolean nucleus mask (its window's side is the length unit)."""
+def filled_nucleus(nucleus: np.ndarray) -> np.ndarray:
+    """The nucleus closed (4 px) and its holes filled: what the rings grow from."""
+    return ndimage.binary_fill_holes(ndimage.binary_closing(nucleus, iterations=4))
+
+
+def shape_measures(nucleus: np.ndarray, filled: np.ndarray | None = None) -> np.ndarray:
+    """SHAPE_NAMES of a boolean nucleus mask (its window's side is the length unit);
+    `filled`: its `filled_nucleus`, when the caller has it."""
     side = nucleus.shape[0]
     area = int(nucleus.sum())
     rows, cols = np.nonzero(nucleus)
@@ -84,7 +90,7 @@ def shape_measures(nucleus: np.ndarray) -> np.ndarray:
     cov = np.cov(np.stack([rows, cols])) if area > 2 else np.eye(2)
     minor, major = np.sqrt(np.maximum(np.linalg.eigvalsh(cov), 0.0))
     perimeter = int(edge.sum())
-    filled = ndimage.binary_fill_holes(ndimage.binary_closing(nucleus, iterations=4))
+    filled = filled_nucleus(nucleus) if filled is None else filled
     return np.array([
         area / nucleus.size,
         ndimage.label(nucleus)[1],
@@ -146,12 +152,12 @@ def cell_measures(window: np.ndarray) -> np.ndarray:
     nucleus = nucleus_mask(window)
     if not nucleus.any():
         return np.zeros(DIM, np.float32)
-    filled = ndimage.binary_fill_holes(ndimage.binary_closing(nucleus, iterations=4))
+    filled = filled_nucleus(nucleus)
     inner, outer = (ndimage.binary_dilation(filled, iterations=r) for r in RINGS)
     grey = window.astype(np.float32).mean(axis=2)
     laplacian = ndimage.laplace(grey)
     regions = [nucleus, inner & ~filled, outer & ~inner]
-    parts = [shape_measures(nucleus)]
+    parts = [shape_measures(nucleus, filled)]
     parts += [region_measures(window, grey, laplacian, region) for region in regions]
     parts.append(texture_measures(window, grey, regions))
     return np.concatenate(parts).astype(np.float32)

@@ -213,8 +213,9 @@ class EncoderFeatures:
 
 
 class _Measured:
-    """A featurizer computed per image in the reader threads, with no encoder: not cached
-    (it costs less than the decoding it needs). Subclasses set `name`, `dim` and `measure`."""
+    """A featurizer computed per image in the reader threads (`prepare`), with no encoder:
+    not cached (it costs less than the decoding it needs). Subclasses set `name`, `dim` and
+    `prepare`."""
 
     sha256, read = "", None
     name: str
@@ -230,11 +231,8 @@ class _Measured:
     def flush_cache(self) -> None:
         pass
 
-    def measure(self, image: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        return self.measure(image)
+        raise NotImplementedError
 
     def __call__(self, prepared: Sequence[np.ndarray]) -> np.ndarray:
         if not prepared:
@@ -247,7 +245,7 @@ class ColourHistogram(_Measured):
 
     name, dim = colorhist.NAME, 3 * colorhist.BINS
 
-    def measure(self, image: np.ndarray) -> np.ndarray:
+    def prepare(self, image: np.ndarray) -> np.ndarray:
         return colorhist.colour_histogram(image)
 
 
@@ -257,7 +255,7 @@ class CellShape(_Measured):
 
     name, dim = cellshape.NAME, cellshape.DIM
 
-    def measure(self, image: np.ndarray) -> np.ndarray:
+    def prepare(self, image: np.ndarray) -> np.ndarray:
         return cellshape.cell_shape(image)
 
 

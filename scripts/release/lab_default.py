@@ -22,14 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cellssl_jax import colorhist
-from cellssl_jax.featurize import cellshape
+from cellssl_jax.featurize.featurizers import MEASURED as MEASURED_KINDS
 from cellssl_jax.fewshot.features import Features, load_features
 from cellssl_jax.fewshot.lab import DEFAULT_MIXES, DEFAULT_N, lab_protocol, write_lab_report
 from cellssl_jax.fewshot.sampling import builder_parts
 
-MEASURED = {colorhist.NAME: ("colorhist", 3 * colorhist.BINS),
-            cellshape.NAME: ("cellshape", cellshape.DIM)}  # the parts with no encoder
+# the parts with no encoder, by the name a features file records: (kind, dimension)
+MEASURED = {c.name: (kind, c.dim) for kind, c in MEASURED_KINDS.items()}
 
 
 def columns(feats: Features, kind: str) -> Features | None:
