@@ -104,3 +104,25 @@ def test_classify_lists_skipped_and_flagged_with_reasons(tmp_path, capsys):
     }
     assert len(summary["flagged"]) == 3 and summary["classified_cells"] == 7
     assert "flagged 3 doubtful images" in capsys.readouterr().out
+
+
+def test_cell_shape_flags_cells_without_a_nucleus(tmp_path, caplog):
+    """A cell whose stain is not found (here an image with no blue at all: a pale pink field)
+    keeps its row, zeros in its cell-shape columns, and is flagged "unstained" with the reason;
+    real cells are not."""
+    root = tmp_path / "cells"
+    root.mkdir()
+    Image.fromarray(cell(k=0)).save(root / "plain_0.png")
+    Image.fromarray(cell("lymphocyte", 0)).save(root / "plain_1.png")
+    pink = np.zeros((300, 300, 3), np.uint8) + np.array([235, 200, 205], np.uint8)
+    Image.fromarray(pink).save(root / "pink.png")
+    extractor = make_featurizer("colorhist+cellshape")
+    out = tmp_path / "f.npz"
+    with caplog.at_level(logging.WARNING, logger="cellssl_jax"):
+        features, _ = featurize(FolderSource(root), str(root), extractor, out, workers=2)
+    flagged = {Path(r["path"]).name: r["reason"] for r in rows(tmp_path / "f.flagged.csv")}
+    assert set(flagged) == {"pink.png"} and flagged["pink.png"].startswith("no stained nucleus")
+    shape = features.features[:, -extractor.parts[1].dim:]
+    by_name = {Path(p).name: row for p, row in zip(features.paths, shape, strict=True)}
+    assert not by_name["pink.png"].any() and by_name["plain_0.png"].any()
+    assert any(r.getMessage().startswith("1 unstained image(s)") for r in caplog.records)

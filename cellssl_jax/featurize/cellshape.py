@@ -53,6 +53,9 @@ NAMES = (SHAPE_NAMES + tuple(f"{r}_{m}" for r in REGIONS for m in REGION_NAMES)
          + TEXTURE_NAMES)
 DIM = len(NAMES)
 NAME = f"cellshape_{DIM}"
+NO_NUCLEUS = ("no stained nucleus near the middle (blue above green by "
+              f"{WINDOW_RULE.min_stain} and Otsu's threshold nowhere): its cell-shape values "
+              "are 0; a stain other than May-Grünwald-Giemsa / Wright, or no cell in the middle?")
 
 
 def nucleus_mask(window: np.ndarray, min_stain: int = WINDOW_RULE.min_stain) -> np.ndarray:

@@ -110,8 +110,8 @@ class Partial:
 
 
 class _Prepare:
-    """Per-image work in the reader threads: the doubts about the image (images.doubts) and
-    the featurizer's preparation; the pixels are dropped after."""
+    """Per-image work in the reader threads: the featurizer's preparation and the doubts about
+    the image (images.doubts) and about its row (the featurizer's); the pixels are dropped after."""
 
     def __init__(self, featurizer: Featurizer):
         self.featurizer = featurizer
@@ -120,8 +120,10 @@ class _Prepare:
 
     def __call__(self, item: dict) -> dict:
         image = item.pop("image")
-        item["doubts"] = doubts(image, item.pop("transparent", 0.0), self.side)
-        item["prepared"] = self.featurizer.prepare(image)
+        prepared = self.featurizer.prepare(image)
+        item["doubts"] = (doubts(image, item.pop("transparent", 0.0), self.side)
+                          + self.featurizer.doubts(prepared))
+        item["prepared"] = prepared
         return item
 
 

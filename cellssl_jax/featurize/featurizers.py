@@ -129,6 +129,9 @@ class Featurizer(Protocol):
 
     def __call__(self, prepared: Sequence[Any]) -> np.ndarray: ...
 
+    def doubts(self, prepared: Any) -> list[tuple[str, str]]:
+        """Why a prepared image's row may be wrong, as (kind, reason) pairs (images.doubts)."""
+
     def load_cache(self) -> None:
         """Read the rows other runs added to the features cache (a no-op without one)."""
 
@@ -178,6 +181,9 @@ class EncoderFeatures:
         key = pixel_key(image) if self.table is not None else ""
         row = self.table.get(key) if key else None
         return _Prepared(key, self.read.resize(image) if row is None else None, row)
+
+    def doubts(self, prepared: _Prepared) -> list[tuple[str, str]]:
+        return []
 
     def __call__(self, prepared: Sequence[_Prepared]) -> np.ndarray:
         rows = np.zeros((len(prepared), self.dim), np.float32)
@@ -234,6 +240,9 @@ class _Measured:
     def prepare(self, image: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def doubts(self, prepared: np.ndarray) -> list[tuple[str, str]]:
+        return []
+
     def __call__(self, prepared: Sequence[np.ndarray]) -> np.ndarray:
         if not prepared:
             return np.zeros((0, self.dim), np.float32)
@@ -257,6 +266,10 @@ class CellShape(_Measured):
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         return cellshape.cell_shape(image)
+
+    def doubts(self, prepared: np.ndarray) -> list[tuple[str, str]]:
+        """A row of zeros: no nucleus was found, so its cell-shape columns say nothing."""
+        return [] if prepared.any() else [("unstained", cellshape.NO_NUCLEUS)]
 
 
 class Concat:
@@ -286,6 +299,9 @@ class Concat:
 
     def prepare(self, image: np.ndarray) -> tuple:
         return tuple(p.prepare(image) for p in self.parts)
+
+    def doubts(self, prepared: tuple) -> list[tuple[str, str]]:
+        return [d for p, x in zip(self.parts, prepared, strict=True) for d in p.doubts(x)]
 
     def __call__(self, prepared: Sequence[tuple]) -> np.ndarray:
         return np.concatenate(
