@@ -33,8 +33,9 @@ def test_method_names():
     m = Method.parse("knn+self+sslda+cal+rebal")
     assert (m.classifier, m.self_train, m.sslda, m.cal, m.rebal) == ("knn", True, True, True, True)
     assert Method.parse("lr+fold+sslda+ens+gate+em").gate
+    assert Method.parse("lr+em2+soften").soften and not Method.parse("lr+em").soften
     for bad in ["rf", "spread+lr", "lr+em+acc", "lr+lr", "lr+relabel", "lr+foo", "svm+cal",
-                "lr+gate", "lr+ens"]:
+                "lr+gate", "lr+ens", "lr+soften", "lr+acc+soften"]:
         with pytest.raises(ValueError, match="method"):
             Method.parse(bad)
     Method.parse(DEFAULT_METHOD), Method.parse(LEGACY_METHOD)
@@ -42,7 +43,8 @@ def test_method_names():
 
 @pytest.mark.parametrize("method", ["svm", "lr", "lr+em", "lr+acc+relabel", "lr+cal+em",
                                     "lr+l2+fold+spread+em", "lr+self", "lr+fold+sslda",
-                                    "lr+fold+sslda+ens+gate+em"])
+                                    "lr+fold+sslda+ens+gate+em", "lr+em+soften",
+                                    DEFAULT_METHOD])
 def test_separable_folder_is_counted_right(method):
     x_lab, y_lab = cells([5, 5, 5], seed=1)
     x, y = cells([120, 60, 20], seed=2)
@@ -64,6 +66,25 @@ def test_prior_correction_fixes_the_count_of_overlapping_classes():
     plain = differential(x_lab, y_lab, x, NAMES, "lr", interval=False)
     em = differential(x_lab, y_lab, x, NAMES, "lr+em", interval=False)
     assert np.abs(em.percent - truth).mean() < 0.5 * np.abs(plain.percent - truth).mean()
+
+
+def test_soften_leaves_a_balanced_folder_and_brings_an_imbalanced_one_closer():
+    """`soften` reruns EM only when its first estimate is far from uniform: a balanced folder
+    keeps lr+em's count exactly; in a 90 / 5 / 5 folder of overlapping classes, where LR fitted
+    on 5 cells per class is overconfident and EM stays near the labels' balance, the softened
+    count is much closer to the truth. Labels never move."""
+    x_lab, y_lab = cells([5, 5, 5], seed=13, spread=6.0)
+    for counts in ([100, 100, 100], [900, 50, 50]):
+        x, y = cells(counts, seed=14, spread=6.0)
+        truth = 100 * np.bincount(y) / len(y)
+        em = differential(x_lab, y_lab, x, NAMES, "lr+em", interval=False)
+        soft = differential(x_lab, y_lab, x, NAMES, "lr+em+soften", interval=False)
+        np.testing.assert_array_equal(em.predicted, soft.predicted)
+        assert soft.percent.sum() == pytest.approx(100.0) and (soft.percent >= 0).all()
+        if counts[0] == counts[1]:
+            np.testing.assert_array_equal(em.percent, soft.percent)
+        else:
+            assert np.abs(soft.percent - truth).mean() < 0.5 * np.abs(em.percent - truth).mean()
 
 
 def test_a_class_absent_from_the_folder_gets_a_small_sound_percent():

@@ -13,8 +13,10 @@ from cellssl_jax.fewshot.quantify import (
     count_interval,
     em_priors,
     fit_temperature,
+    matching_temperature,
     refit_interval,
     reweight,
+    softened_em_priors,
     temper,
 )
 
@@ -177,3 +179,36 @@ def test_temperature_undoes_known_overconfidence():
     np.testing.assert_allclose(sharp[0], post[0] ** 2 / (post[0] ** 2).sum())
     assert fit_temperature(sharp, y) == pytest.approx(2.0, rel=0.1)
     assert fit_temperature(post, y) == pytest.approx(1.0, rel=0.1)
+
+
+def test_matching_temperature_finds_a_known_sharpening():
+    """Calibrated posteriors sharpened 2x are softened back by 2 when matched to the calibrated
+    posteriors' own mean confidence; never below 1, never above the cap."""
+    _, post = gaussian_folder([1 / 3] * 3, seed=5)
+    confidence = post.max(axis=1).mean()
+    assert matching_temperature(temper(post, 0.5), confidence) == pytest.approx(2.0, abs=1e-3)
+    assert matching_temperature(post, 1.0) == 1.0  # no more confident than that already
+    assert matching_temperature(temper(post, 0.1), confidence, most=3.0) == 3.0
+
+
+def test_softened_em_undoes_overconfidence_in_an_imbalanced_folder():
+    """Posteriors sharpened 3x (p^3, as an overconfident classifier gives) hold EM near the
+    labels' balance; softened to the exact posteriors' mean confidence they are the exact
+    posteriors again, and EM on those recovers the true 70 / 20 / 10 mix."""
+    y, post = gaussian_folder([0.7, 0.2, 0.1], seed=3)
+    sharp = temper(post, 1 / 3)
+    truth = np.bincount(y) / len(y)
+    plain = em_priors(sharp)[0]
+    soft = softened_em_priors(sharp, post.max(axis=1).mean(), tv=0.2, most=3.5)
+    np.testing.assert_allclose(soft, em_priors(post)[0], atol=1e-3)
+    assert np.abs(soft - truth).max() < 0.02 < np.abs(plain - truth).max()
+
+
+def test_softened_em_keeps_what_needs_no_softening():
+    """A folder that looks balanced keeps EM's first estimate; so do posteriors no more
+    confident than the accuracy (a well-separated folder)."""
+    y, post = gaussian_folder([0.36, 0.33, 0.31], seed=4)
+    sharp = temper(post, 1 / 3)
+    np.testing.assert_array_equal(softened_em_priors(sharp, 0.5, tv=0.2), em_priors(sharp)[0])
+    _, post = gaussian_folder([0.8, 0.1, 0.1], seed=6)
+    np.testing.assert_array_equal(softened_em_priors(post, 1.0), em_priors(post)[0])

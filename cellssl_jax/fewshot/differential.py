@@ -32,6 +32,10 @@ A method is named by its steps joined by "+" (any order in the name; they run in
   em[P]            Saerens' EM prior correction with P pseudo-cells per class (default 1), on
                    the balanced-prior posteriors (after sslda / ens / cal, before spread, whose
                    posteriors already carry the folder's class sizes);
+  soften           with em: when EM's estimate is far from a balanced folder, EM again on
+                   posteriors softened to the labelled cells' cross-validated balanced
+                   accuracy (`quantify.softened_em_priors`): posteriors fitted on a few cells
+                   are overconfident and hold EM near the labels' balance;
   acc              prior correction by the adjusted count (confusion rates of the labelled
                    cells' cross-validated predictions);
   relabel          label each cell by its posterior re-weighted to the estimated prior;
@@ -64,13 +68,14 @@ from cellssl_jax.fewshot.quantify import (
     fit_temperature,
     refit_interval,
     reweight,
+    softened_em_priors,
     temper,
 )
 from cellssl_jax.fewshot.transduce import semi_supervised_lda, spread
 
 PRESET = "paper-code"
 LEGACY_METHOD = "svm"  # `classify` before issue 21: the paper's SVM, classify and count
-DEFAULT_METHOD = "lr+fold+sslda+ens+gate+em"  # validation's choice (docs/LAB_COUNT.md)
+DEFAULT_METHOD = "lr+fold+sslda+ens+gate+em+soften"  # validation's choice (docs/LAB_COUNT.md)
 CV_FOLDS = 5
 SELF_ROUNDS = 3
 SSLDA_GATE = 0.6  # cross-validated balanced accuracy below which `gate` skips sslda
@@ -88,8 +93,8 @@ INTERVAL_METHOD = (
 REFIT_INTERVAL_METHOD = (
     f"95 % interval: bootstrap ({REFIT_REPLICATES} replicates) of the EM count, each refitting "
     "the logistic regression on the labelled cells resampled within each class and re-running "
-    "EM on the folder's cells resampled; the central 95 % of the replicates, widened "
-    f"{REFIT_INFLATE}x around their median (chosen on validation), always holding the count"
+    "the method's EM step on the folder's cells resampled; the central 95 % of the replicates, "
+    f"widened {REFIT_INFLATE}x around their median (chosen on validation), always holding the count"
 )
 
 
@@ -104,7 +109,8 @@ def _refit_interval(method: Method) -> bool:
     parametric bootstrap of the adjusted count otherwise."""
     return method.prior == "em" and method.classifier == "lr"
 _STEP = re.compile(
-    r"^(svm|lr|knn|l2|fold|self|sslda|gate|ens|cal|spread|rebal|acc|relabel|em(\d+(\.\d*)?)?)$")
+    r"^(svm|lr|knn|l2|fold|self|sslda|gate|ens|cal|spread|rebal|acc|relabel|soften"
+    r"|em(\d+(\.\d*)?)?)$")
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,7 @@ class Method:
     gate: bool = False
     prior: str = ""  # "", "em" or "acc"
     pseudo: float = 1.0  # em's pseudo-cells per class
+    soften: bool = False
     relabel: bool = False
 
     @classmethod
@@ -133,7 +140,8 @@ class Method:
         if bad or not steps or steps[0] not in CLASSIFIERS:
             raise ValueError(
                 f"unknown method {name!r}: a classifier (svm, lr or knn) then any of l2, fold, "
-                "self, cal, spread, em[P], acc, relabel, joined by '+' (e.g. lr+l2+spread+em)"
+                "self, sslda, gate, ens, cal, spread, rebal, em[P], soften, acc, relabel, joined "
+                "by '+' (e.g. lr+l2+spread+em)"
             )
         priors = [s for s in steps if s == "acc" or s.startswith("em")]
         if len(priors) > 1 or len(set(steps)) != len(steps):
@@ -142,6 +150,8 @@ class Method:
             raise ValueError(f"method {name!r}: cal needs lr or knn (the SVM is calibrated)")
         if ("ens" in steps or "gate" in steps) and "sslda" not in steps:
             raise ValueError(f"method {name!r}: ens and gate need sslda")
+        if "soften" in steps and not any(s.startswith("em") for s in priors):
+            raise ValueError(f"method {name!r}: soften needs em")
         if "relabel" in steps and not priors:
             raise ValueError(f"method {name!r}: relabel needs a prior step (em or acc)")
         prior = priors[0] if priors else ""
@@ -159,6 +169,7 @@ class Method:
             gate="gate" in steps,
             prior="em" if prior.startswith("em") else prior,
             pseudo=float(prior[2:]) if prior.startswith("em") and len(prior) > 2 else 1.0,
+            soften="soften" in steps,
             relabel="relabel" in steps,
         )
 
@@ -308,7 +319,7 @@ def _posteriors(method: Method, x_lab, y_lab, x_fold, n_classes, cv_pred, cv_pro
     proba = _proba(model, z_fold, n_classes)
     if method.self_train:
         proba = _self_train(method.classifier, z_lab, y_lab, z_fold, proba)
-    if cv_pred is None and (method.prior == "acc" or method.gate) or (
+    if cv_pred is None and (method.prior == "acc" or method.gate or method.soften) or (
             method.cal and cv_proba is None):
         cv_pred, _, cv_proba = cross_validated(method, x_lab_raw, y_lab)
     mixing = None
@@ -331,7 +342,10 @@ def _posteriors(method: Method, x_lab, y_lab, x_fold, n_classes, cv_pred, cv_pro
             proba = reweight(proba, np.full(n_classes, 1.0 / n_classes), proba.mean(axis=0))
     if not method.prior:
         return proba, mixing, seen
-    if method.prior == "em":
+    if method.prior == "em" and method.soften:
+        prior = softened_em_priors(inductive, balanced_accuracy_score(y_lab, cv_pred),
+                                   pseudo=method.pseudo)
+    elif method.prior == "em":
         prior, _ = em_priors(inductive, pseudo=method.pseudo)
     else:
         q = np.bincount(proba.argmax(axis=1), minlength=n_classes) / len(proba)
@@ -380,7 +394,8 @@ def _differential(x_lab, y_lab, x_fold, class_names, method, interval, seed) -> 
         low, high = refit_interval(
             z_lab, y_lab, z_fold, n_classes,
             lambda: classifier(parsed.classifier, PRESET, probability="calibrated", labels=y_lab),
-            REFIT_REPLICATES, INTERVAL_LEVEL, REFIT_INFLATE, seed)
+            REFIT_REPLICATES, INTERVAL_LEVEL, REFIT_INFLATE, seed,
+            balanced_accuracy_score(y_lab, cv_pred) if parsed.soften else None)
     elif interval:
         low, high = count_interval(predicted, y_lab, cv_pred, n_classes,
                                    INTERVAL_REPLICATES, INTERVAL_LEVEL, seed)

@@ -9,6 +9,13 @@ the folder's proportions, and the re-weighting of posteriors to them:
   the posteriors; with a few labels per class they are far from calibrated and EM starves the
   rare classes, so `pseudo` adds that many cells per class to every M-step (a Dirichlet prior,
   MAP-EM), which keeps a class from vanishing on weak evidence.
+- `softened_em_priors`: EM again from softened posteriors when its first estimate says the
+  folder is far from balanced: posteriors fitted on a few cells per class (and the
+  semi-supervised LDA's, in many dimensions) are overconfident, so they hold a mix close to the
+  labels' balance and EM moves too little. They are softened until their mean confidence on
+  the folder matches the labelled cells' cross-validated accuracy (`matching_temperature`, at
+  most SOFTEN_MAX_T): on validation this cut the count error on normal-blood folders by
+  20-40 % (docs/LAB_COUNT.md);
 - `adjusted_count`: adjusted classify-and-count / a confusion-matrix estimate (Forman 2008;
   Lipton et al. 2018, "BBSE"): the folder's predicted-class frequencies q are the true
   proportions p seen through the classifier's confusion rates M (q = M^T p); solve for p >= 0,
@@ -31,11 +38,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.optimize import minimize_scalar, nnls
+from scipy.optimize import brentq, minimize_scalar, nnls
 
 EM_TOL = 1e-8
 EM_MAX_ITER = 1000
 SUM_WEIGHT = 1e3  # weight of the sum-to-one row in the constrained least squares
+SOFTEN_TV = 0.2  # first estimate this far from uniform (total variation): soften and rerun
+SOFTEN_MAX_T = 3.0  # the most the posteriors are softened (chosen on validation)
 
 
 def _check_proba(proba: np.ndarray) -> np.ndarray:
@@ -111,6 +120,38 @@ def em_priors(
     return prior, reweight(proba, prior, train_prior)
 
 
+def matching_temperature(proba: np.ndarray, accuracy: float, most: float = SOFTEN_MAX_T
+                         ) -> float:
+    """The temperature in [1, most] at which the cells' mean top posterior equals `accuracy`
+    (calibrated posteriors are on average as confident as they are right): 1 when they are no
+    more confident than that, `most` when even it leaves them more confident."""
+    proba = _check_proba(proba)
+
+    def excess(t: float) -> float:
+        return float(temper(proba, t).max(axis=1).mean()) - accuracy
+
+    if excess(1.0) <= 0:
+        return 1.0
+    if excess(most) >= 0:
+        return most
+    return float(brentq(excess, 1.0, most, xtol=1e-4))
+
+
+def softened_em_priors(proba: np.ndarray, accuracy: float, pseudo: float = 0.0,
+                       tv: float = SOFTEN_TV, most: float = SOFTEN_MAX_T) -> np.ndarray:
+    """The folder's prior [C] by `em_priors`; when that estimate is more than `tv` (total
+    variation) from uniform, by `em_priors` again on the posteriors softened to the
+    classifier's `accuracy` (`matching_temperature`). A folder that looks balanced keeps the
+    first estimate, which softening would only add noise to."""
+    prior, _ = em_priors(proba, pseudo=pseudo)
+    k = prior.size
+    if 0.5 * np.abs(prior - 1.0 / k).sum() > tv:
+        t = matching_temperature(proba, accuracy, most)
+        if t > 1.0:
+            prior, _ = em_priors(temper(proba, t), pseudo=pseudo)
+    return prior
+
+
 def confusion_rates(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int,
                     smoothing: float = 0.0) -> np.ndarray:
     """M[i, j] = P(predicted j | true i) from labelled predictions (e.g. cross-validated), with
@@ -178,15 +219,17 @@ def refit_interval(
     level: float = 0.95,
     inflate: float = 1.0,
     seed: int = 0,
+    soften_to: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) fractions [C] of a `level` interval for each class's proportion in a folder,
     by a non-parametric bootstrap of the whole estimate: each replicate resamples the labelled
     cells within each class and the folder's cells, refits `make_model()` (an unfitted
-    scikit-learn classifier with balanced priors) and runs `em_priors` (1 pseudo-cell per class)
-    on its posteriors. With few labels the classifier's own variation dominates the error, and
-    only a refit sees it. The replicates' central range is widened `inflate` times around their
-    median. Each replicate's share leaves out EM's pseudo-cell, and a lower end under half a
-    cell is 0, so the interval of a class absent from the folder reaches 0."""
+    scikit-learn classifier with balanced priors) and runs `em_priors` (1 pseudo-cell per
+    class; `softened_em_priors` to accuracy `soften_to` when given) on its posteriors. With
+    few labels the classifier's own variation dominates the error, and only a refit sees it.
+    The replicates' central range is widened `inflate` times around their median. Each
+    replicate's share leaves out EM's pseudo-cell, and a lower end under half a cell is 0, so
+    the interval of a class absent from the folder reaches 0."""
     z_lab, z_fold = np.asarray(z_lab, np.float64), np.asarray(z_fold, np.float64)
     y_lab = np.asarray(y_lab)
     if len(z_fold) == 0:
@@ -203,7 +246,9 @@ def refit_interval(
         proba = np.zeros((len(fold), n_classes))
         proba[:, model.classes_] = model.predict_proba(z_fold[fold])
         # the share of the posterior mass alone, without EM's pseudo-cell
-        draws[b] = np.maximum(em_priors(proba, pseudo=1.0)[0] * (n + n_classes) - 1.0, 0) / n
+        prior = (em_priors(proba, pseudo=1.0)[0] if soften_to is None
+                 else softened_em_priors(proba, soften_to, pseudo=1.0))
+        draws[b] = np.maximum(prior * (n + n_classes) - 1.0, 0) / n
     tail = 100 * (1 - level) / 2
     low, mid, high = np.percentile(draws, [tail, 50, 100 - tail], axis=0)
     low = mid - inflate * (mid - low)
