@@ -129,7 +129,7 @@ def test_bad_labelled_cells_are_refused_with_the_reason():
 def test_two_labelled_cells_per_class_and_a_large_folder():
     x_lab, y_lab = cells([2, 2, 2], seed=11)
     x, y = cells([60000, 30000, 10000], seed=12)
-    for method in ("lr+l2+fold+spread+em", "lr+fold+sslda"):
+    for method in ("lr+l2+fold+spread+em", "lr+fold+sslda", DEFAULT_METHOD):
         proba, prior = posteriors(method, x_lab, y_lab, x, 3)
         assert proba.shape == (100000, 3) and np.isfinite(proba).all()
         assert np.isfinite(prior).all() and prior.sum() == pytest.approx(1.0)
