@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -241,8 +242,13 @@ def test_classify_review_correct_export_equals_the_command_line(tmp_path, featur
 
     monkeypatch.undo()  # the command line reads the images
     cli = tmp_path / "cli"
-    classify.main(["--labelled", str(export / "labelled"), "--unlabelled", str(folder),
-                   "--features", "colorhist", "--out", str(cli)])
+    # as bash reads it: a backslash before a newline joins the lines
+    argv = shlex.split(job.result["command"].replace("\\\n", " "))
+    assert argv[:3] == ["python", "-m", "cellssl_jax.classify"] and argv[-2:] == ["--out", "OUT"]
+    assert argv[3:-2] == ["--labelled", str(export / "labelled"), "--unlabelled", str(folder),
+                          "--features", "colorhist"]
+    assert (export / "reproduce.txt").read_text().endswith(job.result["command"] + "\n")
+    classify.main([*argv[3:-1], str(cli)])
     for name in ("predictions.csv", "counts.csv", "review.csv"):
         assert read_csv(cli / name) == read_csv(export / name), name
     # labels.csv is what `select --labels` reads: the next batch skips the labelled cells

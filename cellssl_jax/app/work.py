@@ -376,10 +376,12 @@ class Worker:
             writer.writerows([f, lab, kinds[f]] for f, lab in labels if lab != UNSURE)
         with open(out / "unsure.csv", "w", newline="") as fh:
             csv.writer(fh).writerows([["file"], *([f] for f, lab in labels if lab == UNSURE)])
-        command = shlex.join([
-            "python", "-m", "cellssl_jax.classify", "--labelled", str(out / "labelled"),
-            "--unlabelled", str(self.cells.folder), "--features", self.kind,
-            *(["--encoder", str(self.encoder)] if self.encoder else []), "--out", "OUT"])
+        options = [("--labelled", str(out / "labelled")), ("--unlabelled", str(self.cells.folder)),
+                   ("--features", self.kind),
+                   *([("--encoder", str(self.encoder))] if self.encoder else []), ("--out", "OUT")]
+        command = " \\\n    ".join(  # one option a line: reads well, pastes as one command
+            [shlex.join(["python", "-m", "cellssl_jax.classify"])]
+            + [shlex.join(option) for option in options])
         (out / "reproduce.txt").write_text(
             "# the same predictions, counts and review list from the command line:\n"
             + command + "\n")
