@@ -14,8 +14,8 @@ the folder's proportions, and the re-weighting of posteriors to them:
   semi-supervised LDA's, in many dimensions) are overconfident, so they hold a mix close to the
   labels' balance and EM moves too little. They are softened until their mean confidence on
   the folder matches the labelled cells' cross-validated accuracy (`matching_temperature`, at
-  most SOFTEN_MAX_T): on validation this cut the count error on normal-blood folders by
-  20-40 % (docs/LAB_COUNT.md);
+  most SOFTEN_MAX_T): on the validation parts this cut the count error on normal-blood
+  folders by 10-50 % (docs/LAB_COUNT.md, fourth pass);
 - `adjusted_count`: adjusted classify-and-count / a confusion-matrix estimate (Forman 2008;
   Lipton et al. 2018, "BBSE"): the folder's predicted-class frequencies q are the true
   proportions p seen through the classifier's confusion rates M (q = M^T p); solve for p >= 0,
