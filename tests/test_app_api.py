@@ -124,6 +124,22 @@ def test_odd_files_get_a_message_not_a_crash(odd_folder, tmp_path):
     assert client.get("/api/state", **auth()).status_code == 200  # still serving
 
 
+def test_the_features_job_says_what_it_skipped_and_doubts(tmp_path):
+    """The page's features job names the unreadable files it skipped and the doubtful ones it
+    kept (here a greyscale cell), which the export lists in skipped.csv / flagged.csv."""
+    folder = tmp_path / "cells"
+    sample_cells(folder, 3)
+    grey = Image.open(sorted(folder.iterdir())[0]).convert("L")
+    grey.save(folder / "grey.png")
+    (folder / "broken.jpg").write_text("not an image")
+    _, ctx = client_of(folder, tmp_path / "state", start=True)
+    job = ctx.worker.wait("features")
+    assert job.state == "done", job.error
+    assert "4 cells featurized" in job.message and "1 unreadable skipped" in job.message
+    assert "1 doubtful kept" in job.message
+    assert [Path(f).name for f, _ in ctx.worker.feature_notes["flagged"]] == ["grey.png"]
+
+
 def test_thumbnails_are_made_once_and_cached_by_the_browser(odd_folder, tmp_path):
     client, _ = client_of(odd_folder, tmp_path / "state")
     r = client.get("/api/thumb?file=cell_000.jpg&size=128", **auth())

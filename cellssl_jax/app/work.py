@@ -203,8 +203,11 @@ class Worker:
             self.feature_notes = {k: [list(f) for f in stats[f"{k}_files"]]
                                   for k in self.feature_notes}
             stamp.write_text(json.dumps({**key, **self.feature_notes}))
+            doubtful = len(self.feature_notes["flagged"])
             job.message = (f"{stats['images']} cells featurized ({stats['from_cache']} from the "
-                           f"features cache, {stats['skipped']} unreadable skipped)")
+                           f"features cache, {stats['skipped']} unreadable skipped"
+                           + (f", {doubtful} doubtful kept: see flagged.csv in the export"
+                              if doubtful else "") + ")")
         job.done = job.total = len(self.features.paths)
         self.submit("proposals")
         return {"cells": len(self.features.paths)}
