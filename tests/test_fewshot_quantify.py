@@ -136,9 +136,11 @@ def test_count_interval_covers_the_truth_and_narrows_with_labels():
     assert widths[50] < widths[5]
 
 
-def test_refit_interval_covers_the_truth_and_narrows_with_labels():
+@pytest.mark.parametrize("soften_to", [None, 0.75])
+def test_refit_interval_covers_the_truth_and_narrows_with_labels(soften_to):
     """Labelled cells balanced, folder 70/20/10: the refit bootstrap's interval holds each
-    class's true share in most folders and is narrower with 10x the labels."""
+    class's true share in most folders and is narrower with 10x the labels; also when each
+    replicate softens its posteriors (`soften`, to about these classes' accuracy)."""
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(3)
@@ -153,7 +155,8 @@ def test_refit_interval_covers_the_truth_and_narrows_with_labels():
             y = rng.choice(3, size=600, p=truth)
             x = means[y] + rng.normal(size=(len(y), 2))
             low, high = refit_interval(x_lab, y_lab, x, 3, lambda: LogisticRegression(
-                class_weight="balanced"), replicates=60, inflate=1.5, seed=rep)
+                class_weight="balanced"), replicates=60, inflate=1.5, seed=rep,
+                soften_to=soften_to)
             share = np.bincount(y, minlength=3) / len(y)
             covered.extend((low <= share) & (share <= high))
             w.append((high - low).mean())
