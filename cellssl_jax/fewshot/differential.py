@@ -322,9 +322,10 @@ def _posteriors(method: Method, x_lab, y_lab, x_fold, n_classes, cv_pred, cv_pro
     if cv_pred is None and (method.prior == "acc" or method.gate or method.soften) or (
             method.cal and cv_proba is None):
         cv_pred, _, cv_proba = cross_validated(method, x_lab_raw, y_lab)
+    # what gate and soften read: the classifier's cross-validated balanced accuracy
+    cv_accuracy = balanced_accuracy_score(y_lab, cv_pred) if cv_pred is not None else None
     mixing = None
-    if method.sslda and (not method.gate
-                         or balanced_accuracy_score(y_lab, cv_pred) >= SSLDA_GATE):
+    if method.sslda and (not method.gate or cv_accuracy >= SSLDA_GATE):
         lda, mixing = semi_supervised_lda(z_lab, y_lab, z_fold, n_classes)
         if method.ens:
             both = np.sqrt(np.clip(proba, 1e-300, None) * np.clip(lda, 1e-300, None))
@@ -343,8 +344,7 @@ def _posteriors(method: Method, x_lab, y_lab, x_fold, n_classes, cv_pred, cv_pro
     if not method.prior:
         return proba, mixing, seen
     if method.prior == "em" and method.soften:
-        prior = softened_em_priors(inductive, balanced_accuracy_score(y_lab, cv_pred),
-                                   pseudo=method.pseudo)
+        prior = softened_em_priors(inductive, cv_accuracy, pseudo=method.pseudo)
     elif method.prior == "em":
         prior, _ = em_priors(inductive, pseudo=method.pseudo)
     else:
