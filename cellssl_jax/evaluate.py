@@ -212,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
                      default=list(DEFAULT_MIXES),
                      help="';'-separated mixes: balanced, normal_blood, dirichlet[:A], or "
                      "name=percent,... (default " + ";".join(DEFAULT_MIXES) + ")")
+    lab.add_argument("--classes", type=_name_list, default=None,
+                     help="comma-separated class names: label and count only these, as a "
+                     "laboratory that labels a few types would (e.g. the white cells; mixes "
+                     "are renormalised over them; default every class)")
     lab.add_argument("--size", type=int, default=DEFAULT_SIZE,
                      help=f"folder cells per draw (default {DEFAULT_SIZE}; fewer when the part "
                      "lacks cells for the mix)")
@@ -357,21 +361,24 @@ def lab_run(args: argparse.Namespace) -> LabEvaluation:
         Method.parse(name)
     feats = load_features(args.features_file)
     require_labels(feats, "--features_file")
+    classes = args.classes or feats.class_names
+    if args.classes:
+        feats.only_classes(classes)  # a clear error for an unknown name, before any work
     for mix in args.mixes:
-        mix_fractions(mix, feats.class_names, np.random.default_rng(0))
+        mix_fractions(mix, classes, np.random.default_rng(0))
     labelled = feats.subset(feats.labelled.nonzero()[0])
     _cell_ids(labelled)  # a clear error when the image files are not here
+    # parts are cut on every class, so a cell's part does not depend on --classes
     parts = builder_parts(labelled.paths, labelled.labels, labelled.class_names)
-    ev = lab_protocol(
-        labelled.subset(np.flatnonzero(parts == "fit")),
-        labelled.subset(np.flatnonzero(parts == args.part)),
-        args.methods, args.n, args.mixes, args.repeats, args.seed, args.size,
-        args.intervals, args.jobs,
-    )
+    fit, scored = (labelled.subset(np.flatnonzero(parts == p)) for p in ("fit", args.part))
+    if args.classes:
+        fit, scored = fit.only_classes(classes), scored.only_classes(classes)
+    ev = lab_protocol(fit, scored, args.methods, args.n, args.mixes, args.repeats, args.seed,
+                      args.size, args.intervals, args.jobs)
     ev.inputs = {"features_file": str(args.features_file), "part": args.part,
-                 "encoder": describe_encoder(feats),
-                 "labelled_from": f"fit part ({int((parts == 'fit').sum())} cells)",
-                 "folders_from": f"{args.part} part ({int((parts == args.part).sum())} cells)"}
+                 "classes": ",".join(classes), "encoder": describe_encoder(feats),
+                 "labelled_from": f"fit part ({len(fit.labels)} cells)",
+                 "folders_from": f"{args.part} part ({len(scored.labels)} cells)"}
     return ev
 
 

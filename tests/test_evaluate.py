@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from cellssl_jax.evaluate import main
-from cellssl_jax.fewshot.features import save_features
+from cellssl_jax.fewshot.features import load_features, save_features
+from cellssl_jax.fewshot.sampling import builder_parts
 
 
 def _write(path, names, counts, dim=8, seed=0, labelled=True, sha="ab" * 32, read_size="224"):
@@ -187,5 +188,32 @@ def test_lab_protocol_cli_writes_its_report_and_checks_its_input(tmp_path):
     for argv, message in [
         (["--methods", "rf"], "unknown method 'rf'"),
         (["--mixes", "basophil=50"], "'basophil' is not a class"),
+        (["--classes", "neutrophil,basophil"], "unknown: ['basophil']"),
+        (["--classes", "neutrophil,lymphocyte", "--mixes", "eosinophil=5,neutrophil=95"],
+         "'eosinophil' is not a class"),
     ]:
         assert message in _error(["lab", "--features_file", str(feats), "--out", str(out), *argv])
+
+
+def test_lab_protocol_on_some_classes_keeps_each_cells_part(tmp_path):
+    """--classes: only those classes are labelled and counted, and every cell stays in the part
+    it has with all classes (parts are cut first), so the scores are of the same cells."""
+    names = ["eosinophil", "lymphocyte", "neutrophil"]
+    feats = _write(tmp_path / "lab.npz", names, [40, 40, 60])
+    runs = {}
+    for key, extra in [("all", []), ("two", ["--classes", "neutrophil,lymphocyte"])]:
+        out = tmp_path / key
+        main(["lab", "--features_file", str(feats), "--methods", "lr", "--n", "3",
+              "--mixes", "normal_blood", "--repeats", "1", "--size", "50", "--out", str(out),
+              *extra])
+        runs[key] = json.loads((out / "summary.json").read_text())["inputs"]
+    assert runs["two"]["classes"] == "neutrophil,lymphocyte"
+    cells = {k: int(v["folders_from"].split("(")[1].split()[0]) for k, v in runs.items()}
+    fit = {k: int(v["labelled_from"].split("(")[1].split()[0]) for k, v in runs.items()}
+    # the eosinophils leave; the other cells' parts do not move
+    f = load_features(feats)
+    parts = builder_parts(f.paths, f.labels, f.class_names)
+    eos = f.labels == 0
+    assert cells["two"] == cells["all"] - int(((parts == "validation") & eos).sum())
+    assert fit["two"] == fit["all"] - int(((parts == "fit") & eos).sum())
+    assert cells["two"] < cells["all"] and fit["two"] < fit["all"]

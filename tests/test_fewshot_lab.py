@@ -85,3 +85,17 @@ def test_protocol_scores_every_method_on_the_same_draws(tmp_path):
     assert all(p.stat().st_size > 0 for p in paths)
     with pytest.raises(ValueError, match="unknown method"):
         lab_protocol(toy(30, 0), toy(100, 1), ["rf"])
+
+
+def test_only_classes_keeps_their_labelled_rows_renumbered_in_the_given_order():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    f = Features(x, np.array([0, 1, 2, -1, 2, 0]), ["a", "b", "c"], [f"{i}.jpg" for i in range(6)])
+    part = f.only_classes(["c", "a"])
+    assert part.class_names == ["c", "a"]
+    assert part.labels.tolist() == [1, 0, 0, 1]  # rows 0, 2, 4, 5; the unlabelled row dropped
+    assert part.paths == ["0.jpg", "2.jpg", "4.jpg", "5.jpg"]
+    np.testing.assert_array_equal(part.features, x[[0, 2, 4, 5]])
+    for bad, message in [(["a", "z"], "unknown: \\['z'\\]"), (["a", "a"], "distinct"),
+                         ([], "distinct")]:
+        with pytest.raises(ValueError, match=message):
+            f.only_classes(bad)

@@ -7,7 +7,9 @@ both as extracted (encoder + colour) and cut to the colour-histogram columns (th
 the same numbers `--features colorhist` gives: the last 96 columns). Labelled cells come from
 the builders' fit part, the folders from --part (validation to choose, test to report once).
 Every method of a dataset sees the same draws. Writes <out>/<dataset>_<features>/ (the
-protocol's report) and <out>/table.md (every row, side by side).
+protocol's report) and <out>/table.md (every row, side by side). `--white_cells`: label and
+count only the five (PBC) or four (BM) mature white-cell types, as the other laboratories'
+check does (4-5 white-cell classes at their natural mix); cells keep their parts.
 
     python scripts/release/lab_default.py --out runs/lab_val --part validation \\
         --methods svm,lr,lr+em,lr+spread [--colour_methods svm,lr] [--repeats 10]
@@ -48,10 +50,19 @@ def columns(feats: Features, kind: str) -> Features | None:
                     "+".join(n for n, _ in picked), "", feats.skipped, feats.source, "")
 
 
-def parts(feats: Features, part: str) -> tuple[Features, Features]:
+# the mature white-cell types of each dev set (BM's others: blasts, promyelocytes, NIF)
+WHITE_CELLS = {"pbc": ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"],
+               "bm": ["EOS", "LYT", "MON", "NGS"]}
+
+
+def parts(feats: Features, part: str, classes: list[str] | None = None
+          ) -> tuple[Features, Features]:
+    """The fit part and `part`, cut on every class, then (with `classes`) only those."""
     which = builder_parts(feats.paths, feats.labels, feats.class_names)
-    return (feats.subset(np.flatnonzero(which == "fit")),
-            feats.subset(np.flatnonzero(which == part)))
+    fit, scored = (feats.subset(np.flatnonzero(which == p)) for p in ("fit", part))
+    if classes:
+        return fit.only_classes(classes), scored.only_classes(classes)
+    return fit, scored
 
 
 def main() -> None:
@@ -71,6 +82,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=800)
     parser.add_argument("--intervals", action="store_true")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--white_cells", action="store_true",
+                        help="only the mature white-cell classes (WHITE_CELLS)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     n_values = [int(v) for v in args.n.split(",")]
@@ -90,12 +103,14 @@ def main() -> None:
             methods = [m for m in methods.split(",") if m]
             if not methods or feats is None:
                 continue
-            fit, scored = parts(feats, args.part)
+            fit, scored = parts(feats, args.part,
+                                WHITE_CELLS[dataset] if args.white_cells else None)
             start = time.perf_counter()
             ev = lab_protocol(fit, scored, methods, n_values, mixes, args.repeats, 0,
                               args.size, args.intervals, args.jobs)
             ev.inputs = {"features_file": str(files[dataset]), "features": kind,
-                         "part": args.part, "fit_cells": str(len(fit.labels)),
+                         "part": args.part, "classes": ",".join(fit.class_names),
+                         "fit_cells": str(len(fit.labels)),
                          "scored_cells": str(len(scored.labels)),
                          "seconds": f"{time.perf_counter() - start:.0f}"}
             write_lab_report(ev, args.out / f"{dataset}_{kind}")
