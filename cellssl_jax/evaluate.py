@@ -33,6 +33,7 @@ from cellssl_jax.fewshot.lab import (
     DEFAULT_MIXES,
     DEFAULT_SIZE,
     LabEvaluation,
+    lab_parts,
     lab_protocol,
     mix_fractions,
     write_lab_report,
@@ -46,7 +47,6 @@ from cellssl_jax.fewshot.protocols import (
     require_labels,
 )
 from cellssl_jax.fewshot.report import write_report
-from cellssl_jax.fewshot.sampling import builder_parts
 from cellssl_jax.logs import job
 from cellssl_jax.splits import SPLIT_SEED, file_id, stratified_split
 from cellssl_jax.vocab import builder_labels
@@ -362,17 +362,12 @@ def lab_run(args: argparse.Namespace) -> LabEvaluation:
     feats = load_features(args.features_file)
     require_labels(feats, "--features_file")
     classes = args.classes or feats.class_names
-    if args.classes:
-        feats.only_classes(classes)  # a clear error for an unknown name, before any work
+    feats.check_class_names(classes)  # a clear error for an unknown name, before any work
     for mix in args.mixes:
         mix_fractions(mix, classes, np.random.default_rng(0))
     labelled = feats.subset(feats.labelled.nonzero()[0])
     _cell_ids(labelled)  # a clear error when the image files are not here
-    # parts are cut on every class, so a cell's part does not depend on --classes
-    parts = builder_parts(labelled.paths, labelled.labels, labelled.class_names)
-    fit, scored = (labelled.subset(np.flatnonzero(parts == p)) for p in ("fit", args.part))
-    if args.classes:
-        fit, scored = fit.only_classes(classes), scored.only_classes(classes)
+    fit, scored = lab_parts(labelled, args.part, args.classes)
     ev = lab_protocol(fit, scored, args.methods, args.n, args.mixes, args.repeats, args.seed,
                       args.size, args.intervals, args.jobs)
     ev.inputs = {"features_file": str(args.features_file), "part": args.part,

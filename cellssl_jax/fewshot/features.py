@@ -77,14 +77,18 @@ class Features:
             self.read_size,
         )
 
-    def only_classes(self, names: Sequence[str]) -> Features:
-        """The labelled rows of classes `names`, numbered in that order (a laboratory that
-        labels a few of the types, e.g. only the white cells); unlabelled rows are dropped."""
+    def check_class_names(self, names: Sequence[str]) -> None:
+        """Raise a clear error unless `names` are distinct classes of this file."""
         unknown = [n for n in names if n not in self.class_names]
         if unknown or not names or len(set(names)) != len(names):
             raise ValueError(
                 f"{self.source}: classes must be distinct names among {self.class_names}; "
                 f"got {list(names)}" + (f" (unknown: {unknown})" if unknown else ""))
+
+    def only_classes(self, names: Sequence[str]) -> Features:
+        """The labelled rows of classes `names`, numbered in that order (a laboratory that
+        labels a few of the types, e.g. only the white cells); unlabelled rows are dropped."""
+        self.check_class_names(names)
         old = [self.class_names.index(n) for n in names]
         keep = np.flatnonzero(np.isin(self.labels, old))
         renumber = np.full(len(self.class_names), -1, np.int64)

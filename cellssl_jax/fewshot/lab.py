@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from cellssl_jax.fewshot.differential import Method, differential
 from cellssl_jax.fewshot.features import Features
-from cellssl_jax.fewshot.sampling import rng_for, sample_per_class
+from cellssl_jax.fewshot.sampling import builder_parts, rng_for, sample_per_class
 from cellssl_jax.vocab import DATASETS, SUPERCLASSES
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,18 @@ def mix_fractions(spec: str, class_names: Sequence[str], rng: np.random.Generato
     if (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"mix {spec!r} gives no cells to any class of {list(class_names)}")
     return weights / weights.sum()
+
+
+def lab_parts(labelled: Features, part: str, classes: Sequence[str] | None = None
+              ) -> tuple[Features, Features]:
+    """The builders' fit part (the labels) and `part` (the folders) of labelled cells; with
+    `classes`, only those. Parts are cut on every class first, so a cell's part does not
+    depend on which classes a laboratory labels."""
+    which = builder_parts(labelled.paths, labelled.labels, labelled.class_names)
+    fit, scored = (labelled.subset(np.flatnonzero(which == p)) for p in ("fit", part))
+    if classes:
+        return fit.only_classes(classes), scored.only_classes(classes)
+    return fit, scored
 
 
 def draw_folder(labels: np.ndarray, fractions: np.ndarray, size: int,

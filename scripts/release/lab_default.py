@@ -26,8 +26,13 @@ import numpy as np
 
 from cellssl_jax.featurize.featurizers import MEASURED as MEASURED_KINDS
 from cellssl_jax.fewshot.features import Features, load_features
-from cellssl_jax.fewshot.lab import DEFAULT_MIXES, DEFAULT_N, lab_protocol, write_lab_report
-from cellssl_jax.fewshot.sampling import builder_parts
+from cellssl_jax.fewshot.lab import (
+    DEFAULT_MIXES,
+    DEFAULT_N,
+    lab_parts,
+    lab_protocol,
+    write_lab_report,
+)
 
 # the parts with no encoder, by the name a features file records: (kind, dimension)
 MEASURED = {c.name: (kind, c.dim) for kind, c in MEASURED_KINDS.items()}
@@ -53,16 +58,6 @@ def columns(feats: Features, kind: str) -> Features | None:
 # the mature white-cell types of each dev set (BM's others: blasts, promyelocytes, NIF)
 WHITE_CELLS = {"pbc": ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"],
                "bm": ["EOS", "LYT", "MON", "NGS"]}
-
-
-def parts(feats: Features, part: str, classes: list[str] | None = None
-          ) -> tuple[Features, Features]:
-    """The fit part and `part`, cut on every class, then (with `classes`) only those."""
-    which = builder_parts(feats.paths, feats.labels, feats.class_names)
-    fit, scored = (feats.subset(np.flatnonzero(which == p)) for p in ("fit", part))
-    if classes:
-        return fit.only_classes(classes), scored.only_classes(classes)
-    return fit, scored
 
 
 def main() -> None:
@@ -103,8 +98,8 @@ def main() -> None:
             methods = [m for m in methods.split(",") if m]
             if not methods or feats is None:
                 continue
-            fit, scored = parts(feats, args.part,
-                                WHITE_CELLS[dataset] if args.white_cells else None)
+            fit, scored = lab_parts(feats, args.part,
+                                    WHITE_CELLS[dataset] if args.white_cells else None)
             start = time.perf_counter()
             ev = lab_protocol(fit, scored, methods, n_values, mixes, args.repeats, 0,
                               args.size, args.intervals, args.jobs)
