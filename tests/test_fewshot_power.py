@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import PowerTransformer
 
-from cellssl_jax.fewshot.power import YeoJohnson
+from cellssl_jax.fewshot.power import LIMIT, YeoJohnson
 
 
 @pytest.mark.parametrize("n", [6, 200])
@@ -22,3 +22,21 @@ def test_matches_sklearn_power_transformer(n):
 def test_keeps_float32():
     x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
     assert YeoJohnson().fit_transform(x).dtype == np.float32
+
+
+def test_a_cell_far_beyond_the_fitted_range_is_bounded_not_extrapolated():
+    rng = np.random.default_rng(0)
+    x = np.column_stack([0.3 - 0.1 * np.exp(rng.normal(size=30)),  # skewed: lambda ~8
+                         rng.normal(size=30)])
+    yj, ref = YeoJohnson().fit(x), PowerTransformer().fit(x)
+    assert yj.lambdas_[0] > 5
+    far = np.array([[8.0, 0.5], [1e100, -1e100]])
+    # scikit-learn extrapolates the power: ~1e7 standard deviations at 8, a crash further out
+    assert ref.transform(far[:1])[0, 0] > 1e6
+    with np.errstate(all="ignore"), pytest.raises(ValueError, match="infinity"):
+        ref.transform(far[1:])
+    out = yj.transform(far)
+    np.testing.assert_array_equal(out[:, 0], [LIMIT, LIMIT])
+    assert out[1, 1] == -LIMIT
+    np.testing.assert_allclose(out[0, 1], ref.transform(far[:1])[0, 1], atol=2e-3)  # in range
+    np.testing.assert_allclose(yj.transform(x), ref.transform(x), atol=2e-3)

@@ -18,6 +18,7 @@ GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 # Lambda tolerance. scipy's Brent uses 1.48e-8; 1e-4 needs 25 instead of 44 steps and moves
 # standardised outputs by < 1e-3, far below what changes a classifier's decision.
 XTOL = 1e-4
+LIMIT = 10.0  # bound on a transformed value, in fitted standard deviations (see YeoJohnson)
 
 
 def yeo_johnson(x: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
@@ -114,7 +115,15 @@ def fit_lambdas(x: np.ndarray) -> np.ndarray:
 
 
 class YeoJohnson(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
-    """Drop-in for `PowerTransformer()` (Yeo-Johnson, standardised), fitted vectorised."""
+    """Drop-in for `PowerTransformer()` (Yeo-Johnson, standardised), fitted vectorised.
+
+    Unlike `PowerTransformer`, `transform` bounds its output at LIMIT standard deviations: a
+    skewed feature fitted on a few cells can get a lambda of 5-50, and a new cell beyond the
+    fitted range then maps to millions of standard deviations or to inf (a crash in the PCA
+    that follows), which would decide its class alone. Fitted cells lie within sqrt(n - 1)
+    standard deviations, so up to 101 fitted cells none of them changes (with more, only
+    outliers the transform leaves beyond 10 standard deviations are clipped).
+    """
 
     def fit(self, X, y=None):  # noqa: N803 (scikit-learn's argument name)
         x = validate_data(self, X, dtype=[np.float64, np.float32])
@@ -129,4 +138,6 @@ class YeoJohnson(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         x = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         # same dtype out as in, like PowerTransformer (float32 features stay float32 for PCA)
-        return ((yeo_johnson(x, self.lambdas_) - self.mean_) / self.scale_).astype(x.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (yeo_johnson(x, self.lambdas_) - self.mean_) / self.scale_
+        return np.clip(z, -LIMIT, LIMIT).astype(x.dtype)
