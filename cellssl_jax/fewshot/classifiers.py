@@ -15,7 +15,8 @@ give the same labels under both rules). `paper-code` defaults to "proba", `sklea
 to "vote". With few cells per class the two SVM rules differ a lot (docs/EVALUATION.md).
 
 `YeoJohnson` is scikit-learn's `PowerTransformer()` with all features fitted at once (same
-likelihood, same bounds; about 100x faster on few-shot draws, see `power.py`).
+likelihood, same bounds; about 100x faster on few-shot draws, see `power.py`), its output
+bounded at 10 fitted standard deviations (where scikit-learn's extrapolation overflows).
 The preprocessing is a separate step so that a protocol can fit it once per labelled draw and
 share it between the classifiers (identical results, fewer fits). Where probabilities are used
 for anything but the paper's rule (transfer masking, `classify`), the SVM's come from
