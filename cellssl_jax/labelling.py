@@ -7,6 +7,7 @@ the task, as `fewshot/` is for the paper's protocols on features files.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,15 @@ from cellssl_jax.fewshot.differential import (
     interval_method,
 )
 from cellssl_jax.fewshot.features import Features
+
+log = logging.getLogger(__name__)
+
+# The labelled cells' cross-validated balanced accuracy below which the count is flagged: on
+# 288 validation folders (PBC, BM and their white cells, 5-20 labels/class, default method) the
+# count was off by 8.6-11.9 points per class on average below it and by 1.1-3.0 above 0.7;
+# 113 of the 121 folders off by > 4 points were below it
+# (docs/measurements/2026-12-05_low_separation/).
+LOW_SEPARATION = 0.6
 
 
 @dataclass
@@ -66,6 +76,19 @@ class Result:
 
     def counts(self) -> np.ndarray:
         return np.bincount(self.predicted, minlength=len(self.class_names))
+
+
+def separation_warning(cv_balanced_accuracy: float, class_names: Sequence[str]) -> str | None:
+    """A warning in plain words when the labelled classes overlap too much for the count to be
+    read: the percents then lean toward equal shares, which no interval makes obvious."""
+    if cv_balanced_accuracy >= LOW_SEPARATION:
+        return None
+    return (f"the features separate the labelled classes poorly: cross-validated balanced "
+            f"accuracy {cv_balanced_accuracy:.0%} (chance {1 / len(class_names):.0%}; below "
+            f"{LOW_SEPARATION:.0%} the count on validation folders was off by 9-12 points per "
+            "class on average, its percents leaning toward equal shares). Label more cells per "
+            "class (select --labelled proposes which) or check the images' stain and focus "
+            "before reporting this count.")
 
 
 def check_classes(names: list[str], labels: np.ndarray, where: str, what: str) -> None:
@@ -248,6 +271,10 @@ def classify_and_write(
     if flagged:
         files["flagged"] = write_csv(out / "flagged.csv", ["file", "reason"], flagged)
     counts = result.counts()
+    warnings = [w for w in [separation_warning(result.cv_balanced_accuracy, result.class_names)]
+                if w]
+    for warning in warnings:
+        log.warning(warning)
     summary = {
         "labelled": str(labelled),
         "unlabelled": str(unlabelled),
@@ -272,6 +299,7 @@ def classify_and_write(
         "percent_interval95": {c: [round(float(lo), 2), round(float(hi), 2)] for c, lo, hi
                                in zip(result.class_names, result.low, result.high, strict=True)},
         "count_interval": interval_method(method),
+        "warnings": warnings,
         "outputs": {k: str(v) for k, v in files.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

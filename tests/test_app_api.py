@@ -278,6 +278,7 @@ def test_classify_review_correct_export_equals_the_command_line(tmp_path, featur
     exported = {r[0]: r[1] for r in read_csv(export / "predictions.csv")[1:]}
     assert shown == exported
     assert np.isclose(sum(final["counts"].values()), 60)
+    assert final["warnings"] == json.loads((export / "summary.json").read_text())["warnings"]
     # a restarted server shows the same review until the next classify
     again = Worker(ctx.cells, ctx.store, ctx.state_dir, "colorhist", None, None, 2)
     assert again.predictions == {k: v for k, v in final.items() if k != "labels"}

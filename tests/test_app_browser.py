@@ -144,6 +144,8 @@ def test_label_undo_reload_classify_review_correct_export(tmp_path, browser):
         d.find_element(By.ID, "run-classify").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#job-classify[data-state=done]"))
         text_is(d, "classify-result", "cross-validated")
+        shown = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#classify-result .warning")]
+        assert shown == api(server, "/api/predictions")["warnings"]
 
         # review: hover + key corrects one cell, a click + menu another
         d.find_element(By.ID, "tab-review").click()

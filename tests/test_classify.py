@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -113,10 +114,10 @@ def test_default_features_are_encoder_beside_colour_and_shape(lab, tmp_path, tin
     assert "classify.log" in {p.name for p in (tmp_path / "o").iterdir()}
 
 
-def synthetic(per_class: list[int], seed: int = 0) -> Features:
+def synthetic(per_class: list[int], seed: int = 0, spread: float = 12.0) -> Features:
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(per_class)), per_class)
-    x = rng.normal(size=(len(labels), 3)) + 12.0 * np.eye(len(per_class), 3)[labels]
+    x = rng.normal(size=(len(labels), 3)) + spread * np.eye(len(per_class), 3)[labels]
     return Features(
         x.astype(np.float32),
         labels,
@@ -134,6 +135,23 @@ def test_classify_features_separable_and_cv_choice():
         assert np.allclose(result.proba.sum(1), 1.0) and (result.margin >= 0).all()
     tiny = labelling.classify_features(synthetic([2, 3, 4]), test, "svm")
     assert tiny.cv_name == "leave-one-out"
+
+
+def test_a_count_from_overlapping_classes_carries_a_warning(tmp_path, caplog):
+    """Where the labelled classes barely separate, the count leans toward equal shares: the
+    summary, the log and the page say so; where they separate, nothing is said."""
+    for spread, warned in ((12.0, False), (0.0, True)):
+        train, test = synthetic([8, 8, 8], spread=spread), synthetic([30, 5, 5], 1, spread)
+        caplog.clear()
+        summary, result = labelling.classify_and_write(train, test, tmp_path / str(spread),
+                                                       tmp_path, tmp_path)
+        assert (result.cv_balanced_accuracy < labelling.LOW_SEPARATION) == warned
+        assert len(summary["warnings"]) == warned
+        saved = json.loads((tmp_path / str(spread) / "summary.json").read_text())
+        assert saved["warnings"] == summary["warnings"]
+        if warned:
+            assert f"{result.cv_balanced_accuracy:.0%}" in summary["warnings"][0]
+            assert summary["warnings"][0] in caplog.text
 
 
 def run_cli(*argv: str) -> str:

@@ -353,7 +353,8 @@ class Worker:
                             "features": summary["features"], "method": summary["method"],
                             "percent": summary["percent"],
                             "interval95": summary["percent_interval95"],
-                            "interval_method": summary["count_interval"]}
+                            "interval_method": summary["count_interval"],
+                            "warnings": summary["warnings"]}
         self._saved_predictions().write_text(json.dumps(self.predictions))
         return {"counts": summary["counts"], "labels_version": version}
 

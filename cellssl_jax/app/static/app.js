@@ -306,6 +306,12 @@ function renderClassifyResult() {
     on your labels <b></b> (<span></span>). <a href="#" id="to-review">Review the predictions
     &rarr;</a></p><table id="counts"><tr><th>class</th><th>cells</th><th>%</th>
     <th>95 % interval</th></tr></table><p class="hint" id="interval-method"></p>`;
+  for (const text of predictions.warnings || []) {
+    const p = document.createElement("p");
+    p.className = "warning";
+    p.textContent = text;
+    box.insertBefore(p, $("counts"));
+  }
   const [method, features] = box.querySelectorAll("p code");
   method.textContent = predictions.method;
   features.textContent = predictions.features;
