@@ -83,7 +83,7 @@ def separation_warning(cv_balanced_accuracy: float, class_names: Sequence[str]) 
     read: the percents then lean toward equal shares, which no interval makes obvious."""
     if cv_balanced_accuracy >= LOW_SEPARATION:
         return None
-    return (f"the features separate the labelled classes poorly: cross-validated balanced "
+    return (f"The features separate the labelled classes poorly: cross-validated balanced "
             f"accuracy {cv_balanced_accuracy:.0%} (chance {1 / len(class_names):.0%}; below "
             f"{LOW_SEPARATION:.0%} the count on validation folders was off by 9-12 points per "
             "class on average, its percents leaning toward equal shares). Label more cells per "
