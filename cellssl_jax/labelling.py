@@ -271,9 +271,8 @@ def classify_and_write(
     if flagged:
         files["flagged"] = write_csv(out / "flagged.csv", ["file", "reason"], flagged)
     counts = result.counts()
-    warnings = [w for w in [separation_warning(result.cv_balanced_accuracy, result.class_names)]
-                if w]
-    for warning in warnings:
+    warning = separation_warning(result.cv_balanced_accuracy, result.class_names)
+    if warning:
         log.warning(warning)
     summary = {
         "labelled": str(labelled),
@@ -299,7 +298,7 @@ def classify_and_write(
         "percent_interval95": {c: [round(float(lo), 2), round(float(hi), 2)] for c, lo, hi
                                in zip(result.class_names, result.low, result.high, strict=True)},
         "count_interval": interval_method(method),
-        "warnings": warnings,
+        "warnings": [warning] if warning else [],
         "outputs": {k: str(v) for k, v in files.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -139,7 +139,8 @@ def test_classify_features_separable_and_cv_choice():
 
 def test_a_count_from_overlapping_classes_carries_a_warning(tmp_path, caplog):
     """Where the labelled classes barely separate, the count leans toward equal shares: the
-    summary, the log and the page say so; where they separate, nothing is said."""
+    summary, its file and the log say so (the page: test_app_*); where they separate, nothing
+    is said."""
     for spread, warned in ((12.0, False), (0.0, True)):
         train, test = synthetic([8, 8, 8], spread=spread), synthetic([30, 5, 5], 1, spread)
         caplog.clear()
