@@ -150,6 +150,7 @@ def test_label_undo_reload_classify_review_correct_export(tmp_path, browser):
         # review: hover + key corrects one cell, a click + menu another
         d.find_element(By.ID, "tab-review").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#review .group .cell"))
+        assert [e.text for e in d.find_elements(By.CSS_SELECTOR, "#review .warning")] == shown
         groups = d.find_elements(By.CSS_SELECTOR, "#review .group")
         first = groups[0].find_elements(By.CSS_SELECTOR, ".cell:not(.labelled)")[0]
         hover_file, predicted = first.get_attribute("data-file"), groups[0].get_attribute(

@@ -299,6 +299,15 @@ $("run-classify").addEventListener("click", async () => {
   } catch (e) { message(e.message); }
 });
 
+function showWarnings(box, before) {  // classify's warnings (summary.json), above `before`
+  for (const text of predictions.warnings || []) {
+    const p = document.createElement("p");
+    p.className = "warning";
+    p.textContent = text;
+    box.insertBefore(p, before);
+  }
+}
+
 function renderClassifyResult() {
   const box = $("classify-result");
   if (!predictions) { box.innerHTML = ""; return; }
@@ -306,12 +315,7 @@ function renderClassifyResult() {
     on your labels <b></b> (<span></span>). <a href="#" id="to-review">Review the predictions
     &rarr;</a></p><table id="counts"><tr><th>class</th><th>cells</th><th>%</th>
     <th>95 % interval</th></tr></table><p class="hint" id="interval-method"></p>`;
-  for (const text of predictions.warnings || []) {
-    const p = document.createElement("p");
-    p.className = "warning";
-    p.textContent = text;
-    box.insertBefore(p, $("counts"));
-  }
+  showWarnings(box, $("counts"));
   const [method, features] = box.querySelectorAll("p code");
   method.textContent = predictions.method;
   features.textContent = predictions.features;
@@ -344,6 +348,7 @@ function renderReview() {
   if (!predictions || screen !== "review") return;
   const box = $("review");
   box.innerHTML = "";
+  showWarnings(box, null);
   for (const c of predictions.classes) {
     const group = predictions.groups[c];
     const g = document.createElement("div");
