@@ -32,6 +32,7 @@ from cellssl_jax.fewshot.knn import knn_accuracy
 from cellssl_jax.fewshot.lab import (
     DEFAULT_MIXES,
     DEFAULT_SIZE,
+    NATURAL,
     LabEvaluation,
     lab_parts,
     lab_protocol,
@@ -210,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"labelled cells per class (default {','.join(map(str, LAB_N))})")
     lab.add_argument("--mixes", type=lambda t: [v.strip() for v in t.split(";") if v.strip()],
                      default=list(DEFAULT_MIXES),
-                     help="';'-separated mixes: balanced, normal_blood, dirichlet[:A], or "
-                     "name=percent,... (default " + ";".join(DEFAULT_MIXES) + ")")
+                     help="';'-separated mixes: balanced, normal_blood, natural (the scored "
+                     "part's own mix), dirichlet[:A], or name=percent,... (default "
+                     + ";".join(DEFAULT_MIXES) + ")")
     lab.add_argument("--classes", type=_name_list, default=None,
                      help="comma-separated class names: label and count only these, as a "
                      "laboratory that labels a few types would (e.g. the white cells; mixes "
@@ -363,8 +365,9 @@ def lab_run(args: argparse.Namespace) -> LabEvaluation:
     require_labels(feats, "--features_file")
     classes = args.classes or feats.class_names
     feats.check_class_names(classes)  # a clear error for an unknown name, before any work
-    for mix in args.mixes:
-        mix_fractions(mix, classes, np.random.default_rng(0))
+    for mix in args.mixes:  # the natural mix is checked once the scored part is known
+        if mix != NATURAL:
+            mix_fractions(mix, classes, np.random.default_rng(0))
     labelled = feats.subset(feats.labelled.nonzero()[0])
     _cell_ids(labelled)  # a clear error when the image files are not here
     fit, scored = lab_parts(labelled, args.part, args.classes)

@@ -13,6 +13,7 @@ from cellssl_jax.fewshot.lab import (
     lab_protocol,
     mix_fractions,
     score,
+    unmixed,
     write_lab_report,
 )
 
@@ -29,6 +30,31 @@ def test_named_mix_by_cell_type_on_two_vocabularies():
     total = 55 + 25 + 6 + 4 + 3
     assert f["NGS"] == pytest.approx(55 / total) and f["PMO"] == pytest.approx(4 / total)
     assert f["BLA"] == f["NIF"] == 0.0
+
+
+def test_named_mix_reads_class_names_as_laboratories_write_them():
+    white = ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    expected = mix_fractions("normal_blood", white)
+    np.testing.assert_allclose(expected * 90, [1, 3, 25, 6, 55])
+    for names in (["Basophils", "Eosinophils", "Lymphocytes", "Monocytes", "Neutrophils"],
+                  ["BASOPHIL", "EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"],
+                  ["Baso", "eosi", "lymp", "mono", "neut"]):  # plural, upper case, LISC's
+        np.testing.assert_allclose(mix_fractions("normal_blood", names), expected)
+        assert unmixed("normal_blood", names) == []
+    # an unknown name gets 0 % and is said; two types of one cell share its percent
+    names = ["band_neutrophil", "segmented-neutrophil", "smudge cells", "lymphocyte"]
+    f = mix_fractions("normal_blood", names)
+    np.testing.assert_allclose(f * 80, [27.5, 27.5, 0, 25])
+    assert unmixed("normal_blood", names) == ["smudge cells"]
+    assert unmixed("normal_blood", ["mon"]) == [] and unmixed("normal_blood", ["mo"]) == ["mo"]
+    assert unmixed("balanced", ["x"]) == []
+
+
+def test_natural_mix_follows_the_scored_part():
+    np.testing.assert_allclose(mix_fractions("natural", ["a", "b"], natural=np.array([3, 1])),
+                               [0.75, 0.25])
+    with pytest.raises(ValueError, match="scored part's cells per class"):
+        mix_fractions("natural", ["a", "b"])
 
 
 def test_explicit_balanced_and_dirichlet_mixes():
@@ -85,6 +111,23 @@ def test_protocol_scores_every_method_on_the_same_draws(tmp_path):
     assert all(p.stat().st_size > 0 for p in paths)
     with pytest.raises(ValueError, match="unknown method"):
         lab_protocol(toy(30, 0), toy(100, 1), ["rf"])
+
+
+def test_natural_folders_keep_the_scored_parts_mix_and_unknown_names_are_noted(tmp_path):
+    def named(f):
+        return Features(f.features, f.labels, ["neutrophil", "lymphocyte", "smudge"], f.paths)
+
+    query = toy(100, 1)
+    keep = np.r_[np.flatnonzero(query.labels != 2)[::2], np.flatnonzero(query.labels == 2)[:10]]
+    query = named(query.subset(np.sort(keep)))  # 50, 50 and 10 cells
+    ev = lab_protocol(named(toy(30, 0)), query, ["lr"], [3], ["natural", "normal_blood"],
+                      repeats=2, size=55)
+    natural = [r for r in ev.rows if r["mix"] == "natural"]
+    assert [r["folder_cells"] for r in natural] == [55, 55]  # 25 + 25 + 5: the part's 5:5:1
+    note = "mix normal_blood gives 0 % to smudge"
+    assert any(note in n for n in ev.notes)
+    write_lab_report(ev, tmp_path)
+    assert note in (tmp_path / "report.md").read_text()
 
 
 def test_only_classes_keeps_their_labelled_rows_renumbered_in_the_given_order():

@@ -3,9 +3,10 @@
 Per draw: n labelled cells per class from the labelled part (the builders' fit part), and a
 query "folder" drawn from the scored part (validation or test) with a class mix: `balanced`,
 `normal_blood` (the normal adult differential, by cell type), `dirichlet[:A]` (a random mix
-per draw, Dirichlet(A), A default 1), or explicit `name=percent,...`. Every method sees the
-same draws. Scores per draw: balanced accuracy (over the classes in the folder), macro-F1
-(scikit-learn's, over classes present or predicted) and the count error, the mean and max over
+per draw, Dirichlet(A), A default 1), `natural` (the scored part's own class mix, as a
+laboratory's folder comes), or explicit `name=percent,...`. Every method sees the same draws.
+Scores per draw: balanced accuracy (over the classes in the folder), macro-F1 (scikit-learn's,
+over classes present or predicted) and the count error, the mean and max over
 the labelled classes of |predicted % - true %| in percentage points; with intervals, also
 whether each class's true percent lies inside its 95 % interval (coverage).
 
@@ -47,36 +48,56 @@ NORMAL_BLOOD = {  # percent by cell type: the issue's normal-blood mix (adult re
     "basophil": 1.0,
 }
 NAMED_MIXES = {"normal_blood": NORMAL_BLOOD}
+NATURAL = "natural"  # the scored part's own class mix
 DEFAULT_MIXES = ("balanced", "normal_blood", "dirichlet")
 DEFAULT_N = (5, 10, 20, 50)
 DEFAULT_SIZE = 800
 MIN_SIZE = 50
 
 
+def _plain(name: str) -> str:
+    """Case, separators and a plural ignored: "Neutrophils", "neutrophil" and "NEUTROPHIL" are
+    one name (laboratories name their class folders every way)."""
+    words = " ".join(name.replace("_", " ").replace("-", " ").casefold().split())
+    return words[:-1] if len(words) > 3 and words.endswith("s") else words
+
+
 def cell_type(name: str) -> str:
-    """A class name's cell type in any known vocabulary (case-insensitive), else the name."""
+    """A class name's cell type in any known vocabulary (by `_plain` name), else that name."""
+    plain = _plain(name)
     for vocab in DATASETS.values():
         for code, cell in vocab.items():
-            if code.casefold() == name.casefold():
+            if _plain(code) == plain:
                 return cell
-    return name.casefold()
+    return plain
 
 
-def _named_share(mix: dict[str, float], name: str) -> float:
+def _named_type(mix: dict[str, float], name: str) -> str | None:
+    """The type of `mix` a class counts as: its cell type, the superclass holding it (a
+    segmented neutrophil is a neutrophil), or the one type its name abbreviates ("neut",
+    "Baso"); None when none."""
     cell = cell_type(name)
     if cell in mix:
-        return mix[cell]
+        return cell
     parent = next((s for s, members in SUPERCLASSES.items() if cell in members), None)
-    return mix.get(parent, 0.0) if parent else 0.0
+    if parent in mix:
+        return parent
+    starts = [t for t in mix if len(cell) >= 3 and t.startswith(cell)]
+    return starts[0] if len(starts) == 1 else None
 
 
-def mix_fractions(spec: str, class_names: Sequence[str], rng: np.random.Generator | None = None
-                  ) -> np.ndarray:
-    """The fraction of each class in a folder drawn with mix `spec` (see the module docstring).
-    Classes a named mix does not list get 0; an error if it lists none of them."""
+def mix_fractions(spec: str, class_names: Sequence[str], rng: np.random.Generator | None = None,
+                  natural: np.ndarray | None = None) -> np.ndarray:
+    """The fraction of each class in a folder drawn with mix `spec` (see the module docstring);
+    `natural`: the scored part's cells per class, which the natural mix follows. Classes a
+    named mix does not list get 0 (`unmixed` names them); an error if it lists none of them."""
     k = len(class_names)
     if spec == "balanced":
         return np.full(k, 1.0 / k)
+    if spec == NATURAL:
+        if natural is None or len(natural) != k or np.sum(natural) <= 0:
+            raise ValueError("the natural mix needs the scored part's cells per class")
+        return np.asarray(natural, float) / np.sum(natural)
     if spec.startswith("dirichlet"):
         _, _, a = spec.partition(":")
         alpha = float(a) if a else 1.0
@@ -86,7 +107,10 @@ def mix_fractions(spec: str, class_names: Sequence[str], rng: np.random.Generato
             raise ValueError("a Dirichlet mix needs a random generator")
         return rng.dirichlet(np.full(k, alpha))
     if spec in NAMED_MIXES:
-        weights = np.array([_named_share(NAMED_MIXES[spec], c) for c in class_names])
+        mix = NAMED_MIXES[spec]
+        types = [_named_type(mix, c) for c in class_names]
+        # classes of one type (band and segmented neutrophils) share its percent equally
+        weights = np.array([mix[t] / types.count(t) if t else 0.0 for t in types])
     elif "=" in spec:
         given: dict[str, float] = {}
         for item in spec.split(","):
@@ -98,10 +122,18 @@ def mix_fractions(spec: str, class_names: Sequence[str], rng: np.random.Generato
         weights = np.array([given.get(c, 0.0) for c in class_names])
     else:
         raise ValueError(f"unknown mix {spec!r}: balanced, {', '.join(NAMED_MIXES)}, "
-                         "dirichlet[:A] or name=percent,...")
+                         f"{NATURAL}, dirichlet[:A] or name=percent,...")
     if (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"mix {spec!r} gives no cells to any class of {list(class_names)}")
     return weights / weights.sum()
+
+
+def unmixed(spec: str, class_names: Sequence[str]) -> list[str]:
+    """The classes a named mix gives no cells (said in the report: a name it did not
+    recognise reads as a type absent from the folder)."""
+    if spec not in NAMED_MIXES:
+        return []
+    return [c for c in class_names if _named_type(NAMED_MIXES[spec], c) is None]
 
 
 def lab_parts(labelled: Features, part: str, classes: Sequence[str] | None = None
@@ -198,7 +230,8 @@ def _one_draw(x_lab: np.ndarray, y_lab: np.ndarray, x_query: np.ndarray, y_query
               seed: int, size: int, intervals: bool) -> list[dict]:
     rng = rng_for(seed, LAB_STREAM, n, rep)
     lab = sample_per_class(y_lab, n, rng)
-    fractions = mix_fractions(mix, class_names, rng)
+    natural = np.bincount(y_query, minlength=len(class_names))
+    fractions = mix_fractions(mix, class_names, rng, natural)
     folder = draw_folder(y_query, fractions, size, rng)
     truth = y_query[folder]
     true_pct = 100.0 * np.bincount(truth, minlength=len(class_names)) / len(truth)
@@ -232,8 +265,6 @@ def lab_protocol(
     folder of `size` cells with each mix from `query` (classes matched by name)."""
     for m in methods:
         Method.parse(m)
-    for mix in mixes:
-        mix_fractions(mix, labelled.class_names, np.random.default_rng(0))
     if repeats < 1 or any(n < 1 for n in n_values) or size < MIN_SIZE:
         raise ValueError(f"repeats and n must be >= 1 and the folder size >= {MIN_SIZE}")
     missing = sorted(set(query.class_names) - set(labelled.class_names))
@@ -249,7 +280,12 @@ def lab_protocol(
     absent = [names[c] for c in range(len(names)) if not (y_lab == c).any()]
     if absent:
         raise ValueError(f"no labelled cells of {absent}")
-    notes = []
+    notes, natural = [], np.bincount(y_query, minlength=len(names))
+    for mix in mixes:
+        mix_fractions(mix, names, np.random.default_rng(0), natural)
+        if unmixed(mix, names):
+            notes.append(f"mix {mix} gives 0 % to {', '.join(unmixed(mix, names))} (types it "
+                         "leaves out, or names it does not know: an explicit mix can set them)")
     smallest = int(np.bincount(y_lab).min())
     if max(n_values) > smallest:
         notes.append(f"n = {max(n_values)} exceeds the smallest labelled class ({smallest}): "
