@@ -283,9 +283,10 @@ def lab_protocol(
     notes, natural = [], np.bincount(y_query, minlength=len(names))
     for mix in mixes:
         mix_fractions(mix, names, np.random.default_rng(0), natural)
-        if unmixed(mix, names):
-            notes.append(f"mix {mix} gives 0 % to {', '.join(unmixed(mix, names))} (types it "
-                         "leaves out, or names it does not know: an explicit mix can set them)")
+        zero = unmixed(mix, names)
+        if zero:
+            notes.append(f"mix {mix} gives 0 % to {', '.join(zero)} (types it leaves out, or "
+                         "names it does not know: an explicit mix can set them)")
     smallest = int(np.bincount(y_lab).min())
     if max(n_values) > smallest:
         notes.append(f"n = {max(n_values)} exceeds the smallest labelled class ({smallest}): "
